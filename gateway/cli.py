@@ -1,0 +1,142 @@
+"""The `gateway` command: serve, models, check (and, as they land, mcp and agents)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from gateway import errors
+from gateway.settings import ConfigError, Settings, check_bind, load_settings
+
+EXIT_CONFIG = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = _settings(args)
+        return int(args.run(args, settings) or 0)
+    except ConfigError as exc:
+        print(f"gateway: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description="OpenAI-compatible and MCP gateway")
+    parser.add_argument("--config", help="TOML config file (default: config/gateway.toml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve the HTTP API")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+    serve.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+    serve.set_defaults(run=_serve)
+    models = sub.add_parser("models", help="print the resolved model table")
+    models.set_defaults(run=_models)
+    check = sub.add_parser("check", help="validate each enabled provider's key")
+    check.set_defaults(run=_check)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    config = getattr(args, "sub_config", None) or args.config
+    overrides = {k: getattr(args, k, None) for k in ("host", "port", "workers")}
+    try:
+        return load_settings(config, **overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(root)"
+        parts.append(f"{field}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    check_bind(settings)
+    config = getattr(args, "sub_config", None) or args.config
+    if config:
+        # Workers re-read settings in their own process; they find the file this way.
+        os.environ["GATEWAY_CONFIG"] = os.path.abspath(config)
+    os.environ["GATEWAY_HOST"] = settings.host
+    uvicorn.run(
+        "gateway.asgi:create_from_environment",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level=settings.log_level.lower(),
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def _models(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.services import Services
+
+    async def run() -> None:
+        services = Services(settings)
+        await services.start()
+        try:
+            rows = [(m.handle, m.provider, str(m.context_window or "-"), m.source)
+                    for m in await services.router.list_models()]
+        finally:
+            await services.close()
+        rows.sort()
+        header = ("HANDLE", "PROVIDER", "CONTEXT", "SOURCE")
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+        for row in [header, *rows]:
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        for spec in services.specs.values():
+            if not spec.enabled:
+                print(f"# {spec.disabled_reason}", file=sys.stderr)
+
+    asyncio.run(run())
+    return 0
+
+
+def _check(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.services import Services
+
+    async def run() -> int:
+        services = Services(settings)
+        await services.start()
+        failed = 0
+        try:
+            if not services.clients:
+                print("no provider is enabled", file=sys.stderr)
+                return 1
+            for name, client in services.clients.items():
+                try:
+                    ids = await client.fetch_model_ids()
+                except errors.GatewayError as exc:
+                    failed += 1
+                    print(f"{name}: FAILED: {exc.message}")
+                else:
+                    print(f"{name}: ok ({len(ids)} models)")
+        finally:
+            await services.close()
+        return 1 if failed else 0
+
+    return asyncio.run(run())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The OpenAI-compatible HTTP facade: routes, pure-ASGI middleware, error rendering."""

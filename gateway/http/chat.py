@@ -1,0 +1,130 @@
+"""`POST /v1/chat/completions`: the hot route, written as a raw ASGI app.
+
+The body is parsed once, checked only where a mistake would otherwise reach the
+upstream as a confusing error, and forwarded with everything we do not change
+(tools, tool_choice, response_format, unknown fields). Replies go back as the
+upstream's bytes; streams are relayed event by event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from starlette.types import Receive, Scope, Send
+
+from gateway import errors
+from gateway.http.asgi import JSON_HEADERS, SSE_HEADERS, read_body, send_bytes, services_of
+from gateway.providers.base import CallStats
+from gateway.providers.sse import SSERelay
+
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+
+def parse_chat_request(raw: bytes) -> dict[str, Any]:
+    """Parse and check the fields whose mistakes we must report ourselves."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise errors.InvalidJSON(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise errors.InvalidJSON("request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise errors.InvalidRequest("'model' is required and must be a non-empty string", param="model")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise errors.InvalidRequest(
+            "'messages' is required and must be a non-empty array", param="messages"
+        )
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise errors.InvalidRequest("each message must be an object", param=f"messages[{i}]")
+        if message.get("role") not in _ROLES:
+            raise errors.InvalidRequest(
+                f"messages[{i}].role must be one of {', '.join(sorted(_ROLES))}",
+                param=f"messages[{i}].role",
+            )
+    _check_type(body, "stream", bool)
+    _check_type(body, "stream_options", dict)
+    _check_type(body, "tools", list)
+    _check_type(body, "n", int)
+    _check_type(body, "max_tokens", int)
+    _check_type(body, "max_completion_tokens", int)
+    _check_type(body, "temperature", (int, float))
+    _check_type(body, "top_p", (int, float))
+    return body
+
+
+def _check_type(body: dict[str, Any], field: str, kind: type | tuple[type, ...]) -> None:
+    value = body.get(field)
+    if value is None:
+        return
+    if isinstance(value, bool) and kind is not bool:
+        ok = False
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        wanted = {"dict": "object", "list": "array", "int": "integer", "float": "number",
+                  "bool": "boolean"}
+        words = " or ".join(wanted.get(n, n) for n in names.split(" or "))
+        raise errors.InvalidRequest(f"'{field}' must be {words}", param=field)
+
+
+class ChatCompletions:
+    """ASGI endpoint; the services object comes from the app state at call time."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        services = services_of(scope)
+        raw = await read_body(scope, receive, services.settings.max_body_bytes)
+        body = parse_chat_request(raw)
+        model: str = body["model"]
+        route = await services.router.resolve(model)
+        payload, injected = route.client.prepare(body, route.model)
+        stats = CallStats(route.provider, route.model)
+        scope.setdefault("state", {})["call_stats"] = stats
+        try:
+            if body.get("stream"):
+                relay = await route.client.stream(payload, stats, drop_usage_chunk=injected)
+                await relay_stream(relay, receive, send)
+            else:
+                reply, _ = await route.client.complete(payload, stats)
+                await send_bytes(send, 200, reply, JSON_HEADERS)
+        except errors.GatewayError as exc:
+            if stats.outcome == "success":
+                stats.outcome = exc.code or "error"
+            raise
+
+
+async def relay_stream(relay: SSERelay, receive: Receive, send: Send) -> None:
+    """Send the stream on; end with an error event if it breaks after the first byte.
+
+    A client that goes away stops the relay and closes the upstream connection, so
+    the provider stops generating for nobody.
+    """
+    gone = asyncio.ensure_future(_wait_disconnect(receive))
+    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+    try:
+        async for block in relay:
+            await send({"type": "http.response.body", "body": block, "more_body": True})
+            if gone.done():
+                return
+    except errors.GatewayError as exc:
+        await send(
+            {"type": "http.response.body", "body": b"data: " + exc.json_bytes() + b"\n\n",
+             "more_body": True}
+        )
+    finally:
+        await relay.aclose()
+        if not gone.done():
+            gone.cancel()
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return

@@ -1,0 +1,20 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.http.models import json_response
+
+
+async def healthz(request: Request) -> Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    services = request.app.state.services
+    problems = await services.readiness_problems()
+    if problems:
+        return json_response({"status": "not ready", "problems": problems}, status=503)
+    return json_response({"status": "ready"})

@@ -1,0 +1,88 @@
+"""Pure ASGI middleware: request id, gateway-key authentication, last-resort error bodies.
+
+It wraps `send` rather than using `BaseHTTPMiddleware`, so streams pass through
+untouched and are observed when their last byte goes out.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import uuid
+from collections.abc import Sequence
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway import errors
+from gateway.http.asgi import header, send_error
+
+log = logging.getLogger("gateway.http")
+
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+# Liveness, readiness and (unless configured otherwise) metrics need no key.
+_OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+class GatewayMiddleware:
+    def __init__(
+        self, app: ASGIApp, *, api_keys: Sequence[str], metrics_auth: bool = False
+    ) -> None:
+        self.app = app
+        self._keys = [k.encode() for k in api_keys]
+        self._open = _OPEN_PATHS if metrics_auth else _OPEN_PATHS | {"/metrics"}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent = header(scope, b"x-request-id")
+        request_id = sent if sent and _REQUEST_ID.match(sent) else uuid.uuid4().hex.encode()
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id.decode()
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id)]
+            await send(message)
+
+        try:
+            if self._keys and scope["path"] not in self._open:
+                self._authenticate(scope)
+            await self.app(scope, receive, send_with_id)
+        except errors.GatewayError as exc:
+            if started:
+                raise
+            await send_error(send_with_id, _with_challenge(scope, exc))
+        except Exception:
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if started:
+                raise
+            await send_error(send_with_id, errors.GatewayError("internal error in the gateway"))
+
+    def _authenticate(self, scope: Scope) -> None:
+        value = header(scope, b"authorization") or b""
+        scheme, _, token = value.partition(b" ")
+        token = token.strip()
+        ok = False
+        # Compare against every key so timing does not reveal which one nearly matched.
+        for key in self._keys:
+            ok |= hmac.compare_digest(token, key)
+        if scheme.lower() != b"bearer" or not ok:
+            raise errors.AuthenticationError(
+                "missing or invalid gateway key: send 'Authorization: Bearer <key>'"
+                if not token
+                else "invalid gateway key"
+            )
+
+
+def _with_challenge(scope: Scope, exc: errors.GatewayError) -> errors.GatewayError:
+    if isinstance(exc, errors.AuthenticationError) and "WWW-Authenticate" not in exc.headers:
+        realm = 'Bearer realm="agent-gateway"'
+        if scope["path"].startswith("/mcp"):
+            realm += ', error="invalid_token"'
+        exc.headers["WWW-Authenticate"] = realm
+    return exc

@@ -1,0 +1,40 @@
+"""`GET /v1/models` and `GET /v1/models/{handle}`: handles, not provider ids."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.providers.base import ModelInfo
+
+
+def model_entry(info: ModelInfo) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "id": info.handle,
+        "object": "model",
+        "created": 0,
+        "owned_by": info.provider,
+    }
+    if info.context_window is not None:
+        entry["context_window"] = info.context_window
+    return entry
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+async def list_models(request: Request) -> Response:
+    services = request.app.state.services
+    data = [model_entry(m) for m in await services.router.list_models()]
+    return json_response({"object": "list", "data": data})
+
+
+async def get_model(request: Request) -> Response:
+    services = request.app.state.services
+    route = await services.router.resolve(request.path_params["handle"])
+    info = route.info or ModelInfo(route.model, route.provider, None, "fallback")
+    return json_response(model_entry(info))

@@ -1,0 +1,96 @@
+"""What distinguishes one OpenAI-compatible provider from another, as data.
+
+A profile names the defaults (base URL, key variable), the built-in fallback model
+list with context windows, which upstream model ids belong to the provider, and the
+quirks the request must be adjusted for. The client code reads flags; it never asks
+which provider it is talking to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+from gateway.settings import ProviderType
+
+ToolChoiceRequired = Literal["pass", "reject"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    type: ProviderType
+    default_base_url: str | None = None
+    key_env: str | None = None
+    base_url_env: str | None = None
+    # Upstream ids outside these prefixes are dropped from the live list.
+    model_prefixes: tuple[str, ...] = ()
+    builtin_models: MappingProxyType[str, int | None] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    temperature_range: tuple[float, float] | None = None
+    # Some upstreams reject a low temperature when asked for several choices.
+    min_temperature_multi_choice: float | None = None
+    tool_choice_required: ToolChoiceRequired = "pass"
+    # Ids (by prefix) that accept `response_format: {"type": "json_schema"}`; None = all.
+    json_schema_prefixes: tuple[str, ...] | None = None
+
+
+OPENAI = Profile(
+    type="openai",
+    default_base_url="https://api.openai.com/v1",
+    key_env="OPENAI_API_KEY",
+    base_url_env="OPENAI_BASE_URL",
+    builtin_models=MappingProxyType(
+        {
+            "gpt-4o": 128000,
+            "gpt-4o-mini": 128000,
+            "gpt-4.1": 1047576,
+            "gpt-4.1-mini": 1047576,
+            "o3-mini": 200000,
+        }
+    ),
+)
+
+KIMI = Profile(
+    type="kimi",
+    default_base_url="https://api.moonshot.ai/v1",
+    key_env="KIMI_API_KEY",
+    base_url_env="KIMI_BASE_URL",
+    model_prefixes=("moonshot-", "kimi-"),
+    builtin_models=MappingProxyType(
+        {
+            "moonshot-v1-8k": 8192,
+            "moonshot-v1-32k": 32768,
+            "moonshot-v1-128k": 131072,
+            "kimi-k2-0905-preview": 262144,
+            "kimi-k2-0711-preview": 131072,
+            "kimi-k2-turbo-preview": 262144,
+            "kimi-thinking-preview": 131072,
+            "kimi-latest": 131072,
+        }
+    ),
+    temperature_range=(0.0, 1.0),
+    min_temperature_multi_choice=0.3,
+    tool_choice_required="reject",
+    json_schema_prefixes=("kimi-k2",),
+)
+
+OPENAI_COMPATIBLE = Profile(type="openai-compatible")
+
+ANTHROPIC = Profile(
+    type="anthropic",
+    default_base_url="https://api.anthropic.com/v1",
+    key_env="ANTHROPIC_API_KEY",
+    base_url_env="ANTHROPIC_BASE_URL",
+)
+
+BY_TYPE: dict[ProviderType, Profile] = {
+    "openai": OPENAI,
+    "kimi": KIMI,
+    "openai-compatible": OPENAI_COMPATIBLE,
+    "anthropic": ANTHROPIC,
+}
+
+# Providers that exist without any configuration, enabled by their key variable.
+BUILTIN: dict[str, Profile] = {"openai": OPENAI, "kimi": KIMI}

@@ -1,0 +1,1 @@
+"""Model handles to providers: parsing, aliases, model lists and cached LLM configs."""

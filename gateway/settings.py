@@ -1,0 +1,158 @@
+"""One typed settings object, read from the environment and the TOML config file.
+
+Environment variables win over the file. Provider keys are read from the variables
+the contract names (`KIMI_API_KEY`, …) or from the variable a configured provider
+names in `api_key_env`; they are kept as `SecretStr` so they never print.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+ProviderType = Literal["openai", "kimi", "openai-compatible", "anthropic"]
+DEFAULT_CONFIG = Path("config/gateway.toml")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the field."""
+
+
+class ProviderConfig(BaseModel):
+    """A provider as the config file describes it (built-ins may be overridden by name)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    type: ProviderType = "openai-compatible"
+    base_url: str | None = None
+    api_key_env: str | None = None
+    models: list[str] | None = None
+    context_windows: dict[str, int] = Field(default_factory=dict)
+    connect_timeout: float = Field(default=10.0, gt=0)
+    read_timeout: float = Field(default=600.0, gt=0)
+    max_connections: int = Field(default=1000, ge=1)
+    models_ttl: float = Field(default=300.0, ge=0)
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    retry_base_delay: float = Field(default=0.5, ge=0)
+
+
+class McpServerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout: float = Field(default=60.0, gt=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1)
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    default_model: str | None = None
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    metrics_auth: bool = False
+    agent_max_steps: int = Field(default=10, ge=1, le=100)
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    providers: list[ProviderConfig] = Field(default_factory=list)
+    aliases: dict[str, str] = Field(default_factory=dict)
+    mcp_servers: list[McpServerConfig] = Field(default_factory=list)
+
+    @field_validator("api_keys", "allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive as init kwargs; the environment overrides them.
+        return (env_settings, init_settings)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'gateway.db').resolve()}"
+
+
+def load_settings(
+    config_path: str | os.PathLike[str] | None = None, **overrides: Any
+) -> Settings:
+    """Read the TOML file (explicit, `GATEWAY_CONFIG`, or the default if present) and env."""
+    path = config_path or os.environ.get("GATEWAY_CONFIG")
+    file_values: dict[str, Any] = {}
+    if path:
+        file_values = _read_toml(Path(path))
+    elif DEFAULT_CONFIG.is_file():
+        file_values = _read_toml(DEFAULT_CONFIG)
+    values = {**file_values, **{k: v for k, v in overrides.items() if v is not None}}
+    return Settings(**values)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    # `[gateway]` holds the scalar settings; the other tables map to fields directly.
+    flat: dict[str, Any] = dict(data.pop("gateway", {}))
+    flat.update(data)
+    return flat
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(settings: Settings) -> None:
+    """Serving without gateway keys is only allowed where nobody else can connect."""
+    if not settings.api_keys and not is_loopback(settings.host):
+        raise ConfigError(
+            f"host: refusing to serve on {settings.host} without authentication; "
+            "set GATEWAY_API_KEYS or bind to 127.0.0.1"
+        )
+
+
+def env_flag(environ: Mapping[str, str], name: str) -> bool:
+    return bool(environ.get(name, "").strip())
