@@ -52,8 +52,13 @@ class GatewayServer:
 
     def start(self) -> GatewayServer:
         config = uvicorn.Config(
-            self.app, loop="asyncio", http="httptools", lifespan="on",
-            log_level="warning", access_log=False, timeout_graceful_shutdown=5,
+            self.app,
+            loop="asyncio",
+            http="httptools",
+            lifespan="on",
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=5,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
@@ -81,7 +86,9 @@ class GatewayServer:
         self.stop()
 
 
-def _settings_from(env: Mapping[str, str], config: Path | None, overrides: dict[str, Any]) -> Settings:
+def _settings_from(
+    env: Mapping[str, str], config: Path | None, overrides: dict[str, Any]
+) -> Settings:
     # Settings read GATEWAY_* from os.environ; give them the test's environment only.
     saved = {k: v for k, v in os.environ.items() if k.startswith("GATEWAY_")}
     for key in saved:
@@ -113,7 +120,9 @@ class GatewayProcess:
     def start(self, timeout: float = 20) -> GatewayProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve", "--port", str(self.port), *self.args],
-            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

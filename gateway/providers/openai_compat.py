@@ -109,7 +109,7 @@ class OpenAICompatibleClient:
                     raw = await resp.read()
                     status = resp.status
                     retry_after = resp.headers.get("Retry-After")
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 stats.upstream_seconds += time.perf_counter() - t0
                 raise errors.UpstreamTimeout(f"{self.name} did not answer in time") from None
             except aiohttp.ClientError as exc:
@@ -133,9 +133,7 @@ class OpenAICompatibleClient:
                 raise error
             await asyncio.sleep(delay)
 
-    async def stream(
-        self, payload: bytes, stats: CallStats, *, drop_usage_chunk: bool
-    ) -> SSERelay:
+    async def stream(self, payload: bytes, stats: CallStats, *, drop_usage_chunk: bool) -> SSERelay:
         """Open a stream and read up to its first event, retrying until then."""
         attempt = 0
         while True:
@@ -159,7 +157,7 @@ class OpenAICompatibleClient:
                     retry_after = resp.headers.get("Retry-After")
                     resp.release()
                     error = errors.from_upstream(self.name, resp.status, raw, retry_after)
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 _close(resp)
                 stats.upstream_seconds += time.perf_counter() - t0
                 raise errors.UpstreamTimeout(f"{self.name} did not answer in time") from None
@@ -208,7 +206,7 @@ class OpenAICompatibleClient:
                 raw = await resp.read()
                 if resp.status != 200:
                     raise errors.from_upstream(self.name, resp.status, raw)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             raise errors.UpstreamTimeout(f"{self.name}: listing models timed out") from None
         except aiohttp.ClientError as exc:
             raise errors.UpstreamUnavailable(
@@ -272,4 +270,3 @@ def _parse_completion(raw: bytes) -> dict[str, Any] | None:
 def _close(resp: aiohttp.ClientResponse | None) -> None:
     if resp is not None:
         resp.close()
-

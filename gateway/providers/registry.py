@@ -25,7 +25,9 @@ def provider_specs(
     configured = {p.name: p for p in settings.providers}
     specs: dict[str, ProviderSpec] = {}
     for name, profile in BUILTIN.items():
-        specs[name] = _spec(configured.pop(name, None) or ProviderConfig(name=name, type=profile.type), env)
+        specs[name] = _spec(
+            configured.pop(name, None) or ProviderConfig(name=name, type=profile.type), env
+        )
     for name, config in configured.items():
         specs[name] = _spec(config, env)
     return specs
@@ -33,11 +35,15 @@ def provider_specs(
 
 def _spec(config: ProviderConfig, env: Mapping[str, str]) -> ProviderSpec:
     profile = BY_TYPE[config.type]
-    key_env = config.api_key_env or profile.key_env or f"{config.name.upper().replace('-', '_')}_API_KEY"
+    key_env = (
+        config.api_key_env or profile.key_env or f"{config.name.upper().replace('-', '_')}_API_KEY"
+    )
     base_url = (profile.base_url_env and env.get(profile.base_url_env)) or config.base_url
     base_url = base_url or profile.default_base_url
     if not base_url:
-        raise ConfigError(f"providers.{config.name}.base_url: required for an {config.type} provider")
+        raise ConfigError(
+            f"providers.{config.name}.base_url: required for an {config.type} provider"
+        )
     key = env.get(key_env, "").strip()
     disabled = env_flag(env, disable_var(config.name))
     if disabled:

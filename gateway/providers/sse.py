@@ -9,7 +9,6 @@ and the client did not.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -68,7 +67,7 @@ class SSERelay:
                 out = self._feed(chunk)
                 if out:
                     yield out
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             self._stats.outcome = "upstream_timeout"
             raise errors.UpstreamTimeout(f"{self.provider} stopped sending mid-stream") from None
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):

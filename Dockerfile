@@ -1,0 +1,19 @@
+# Slim, non-root image of the gateway. Build: docker build -t agent-gateway .
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY gateway ./gateway
+RUN pip install --no-cache-dir --prefix=/install .
+
+FROM python:3.11-slim
+RUN useradd --create-home --uid 10001 gateway
+COPY --from=build /install /usr/local
+WORKDIR /home/gateway
+USER gateway
+ENV GATEWAY_DATA_DIR=/home/gateway/data \
+    PYTHONUNBUFFERED=1
+EXPOSE 8080
+HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["python", "-c", "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2).status != 200)"]
+# Listening on all interfaces requires GATEWAY_API_KEYS (the gateway refuses otherwise).
+CMD ["gateway", "serve", "--host", "0.0.0.0", "--port", "8080"]
