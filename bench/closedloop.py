@@ -19,11 +19,16 @@ import time
 import aiohttp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import ClosedLoopResult, chat_body, emit, percentile  # noqa: E402
+from common import ClosedLoopResult, chat_body, emit, percentile
 
 
 async def worker(
-    session: aiohttp.ClientSession, url: str, body: bytes, deadline: float, latencies: list[float], errors: dict[str, int]
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    deadline: float,
+    latencies: list[float],
+    errors: dict[str, int],
 ) -> None:
     while time.perf_counter() < deadline:
         t0 = time.perf_counter()
@@ -32,7 +37,7 @@ async def worker(
                 await resp.read()  # also drains a stream to its end
                 if resp.status >= 400:
                     errors["status"] = errors.get("status", 0) + 1
-        except asyncio.TimeoutError:
+        except TimeoutError:
             errors["timeout"] = errors.get("timeout", 0) + 1
             continue
         except aiohttp.ClientError:
@@ -48,10 +53,15 @@ async def run(args: argparse.Namespace) -> ClosedLoopResult:
     timeout = aiohttp.ClientTimeout(total=10)
     latencies: list[float] = []
     errors: dict[str, int] = {}
-    async with aiohttp.ClientSession(headers=headers, connector=connector, timeout=timeout) as session:
+    async with aiohttp.ClientSession(
+        headers=headers, connector=connector, timeout=timeout
+    ) as session:
         start = time.perf_counter()
         deadline = start + args.duration
-        workers = [worker(session, args.url, body, deadline, latencies, errors) for _ in range(args.connections)]
+        workers = [
+            worker(session, args.url, body, deadline, latencies, errors)
+            for _ in range(args.connections)
+        ]
         await asyncio.gather(*workers)
         elapsed = time.perf_counter() - start
     ms = [x * 1000 for x in latencies]
@@ -60,7 +70,9 @@ async def run(args: argparse.Namespace) -> ClosedLoopResult:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url", required=True)
     parser.add_argument("--model", default="gpt-4o-mini")
     parser.add_argument("--stream", action="store_true")

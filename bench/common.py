@@ -53,7 +53,9 @@ class ClosedLoopResult:
     """What a closed-loop run reports (wrk or the Python fallback)."""
 
     requests: int  # completed responses, any status
-    errors: dict[str, int] = field(default_factory=dict)  # status (non-2xx), connect, read, write, timeout
+    errors: dict[str, int] = field(
+        default_factory=dict
+    )  # status (non-2xx), connect, read, write, timeout
     duration_s: float = 0.0
     latency_p50_ms: float | None = None
     latency_p99_ms: float | None = None

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import aiohttp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import OpenLoopResult, chat_body, emit, percentile  # noqa: E402
+from common import OpenLoopResult, chat_body, emit, percentile
 
 
 @dataclass
@@ -65,7 +65,9 @@ async def read_stream(resp: aiohttp.ClientResponse, t0: float) -> tuple[float | 
     return ttft, tail
 
 
-async def one_request(session: aiohttp.ClientSession, url: str, body: bytes, stream: bool) -> Sample:
+async def one_request(
+    session: aiohttp.ClientSession, url: str, body: bytes, stream: bool
+) -> Sample:
     t0 = time.perf_counter()
     try:
         async with session.post(url, data=body) as resp:
@@ -81,23 +83,26 @@ async def one_request(session: aiohttp.ClientSession, url: str, body: bytes, str
             if stream and ttft is None:
                 return Sample(False, latency, error="stream had no content delta")
             return Sample(True, latency, ttft)
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         return Sample(False, time.perf_counter() - t0, error=f"{type(exc).__name__}: {exc}")
 
 
-async def fire(session: aiohttp.ClientSession, args: argparse.Namespace, body: bytes, seconds: float) -> tuple[list[Sample], float]:
+async def fire(
+    session: aiohttp.ClientSession, args: argparse.Namespace, body: bytes, seconds: float
+) -> tuple[list[Sample], float]:
     """Fire ``rate * seconds`` requests on schedule; return samples and worst lag."""
     loop = asyncio.get_running_loop()
     count = max(1, round(args.rate * seconds))
-    start = loop.time() + 0.01
+    # perf_counter, not loop.time(): uvloop's clock has 1 ms resolution.
+    start = time.perf_counter() + 0.01
     tasks: list[asyncio.Task[Sample]] = []
     max_lag = 0.0
     for i in range(count):
         due = start + i / args.rate
-        wait = due - loop.time()
+        wait = due - time.perf_counter()
         if wait > 0:
             await asyncio.sleep(wait)
-        max_lag = max(max_lag, loop.time() - due)
+        max_lag = max(max_lag, time.perf_counter() - due)
         tasks.append(loop.create_task(one_request(session, args.url, body, args.stream)))
     samples = await asyncio.wait_for(asyncio.gather(*tasks), timeout=args.timeout)
     return list(samples), max_lag
@@ -127,7 +132,9 @@ async def run(args: argparse.Namespace) -> OpenLoopResult:
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {args.api_key}"}
     timeout = aiohttp.ClientTimeout(total=args.timeout)
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
-    async with aiohttp.ClientSession(headers=headers, timeout=timeout, connector=connector) as session:
+    async with aiohttp.ClientSession(
+        headers=headers, timeout=timeout, connector=connector
+    ) as session:
         if args.warmup > 0:  # opens the connections, fills the server's caches
             await fire(session, args, body, args.warmup)
         samples, max_lag = await fire(session, args, body, args.duration)
@@ -135,14 +142,20 @@ async def run(args: argparse.Namespace) -> OpenLoopResult:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url", required=True, help="full URL of the chat completions route")
     parser.add_argument("--model", default="gpt-4o-mini")
     parser.add_argument("--stream", action="store_true")
     parser.add_argument("--rate", type=float, default=100.0, help="requests per second")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of measured load")
-    parser.add_argument("--warmup", type=float, default=0.5, help="seconds of unmeasured load first")
-    parser.add_argument("--timeout", type=float, default=60.0, help="per-request and overall bound, seconds")
+    parser.add_argument(
+        "--warmup", type=float, default=0.5, help="seconds of unmeasured load first"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="per-request and overall bound, seconds"
+    )
     parser.add_argument("--api-key", default="sk-bench")
     return parser.parse_args(argv)
 

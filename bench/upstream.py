@@ -90,7 +90,7 @@ STATS = Stats()
 # ---------------------------------------------------------------- bodies
 
 
-def usage() -> dict[str, int]:
+def usage() -> dict[str, Any]:
     return {
         "prompt_tokens": PROMPT_TOKENS,
         "completion_tokens": COMPLETION_TOKENS,
@@ -168,7 +168,14 @@ def models_body() -> bytes:
 def error_body(status: int, message: str) -> bytes:
     code = "invalid_value" if status == 400 else "not_found"
     return orjson.dumps(
-        {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
+        {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "param": None,
+                "code": code,
+            }
+        }
     )
 
 
@@ -179,11 +186,10 @@ REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not
 
 def json_head(status: int, length: int, keep_alive: bool) -> bytes:
     conn = b"keep-alive" if keep_alive else b"close"
-    return b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: %s\r\n\r\n" % (
-        status,
-        REASONS.get(status, b"Error"),
-        length,
-        conn,
+    reason = REASONS.get(status, b"Error")
+    return (
+        b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nConnection: %s\r\n\r\n" % (status, reason, length, conn)
     )
 
 
@@ -221,7 +227,9 @@ def chat_reply(body: bytes, keep_alive: bool) -> Reply:
             raise ValueError
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         STATS.bad_request += 1
-        return json_reply(400, error_body(400, "body must be a chat completion request"), keep_alive)
+        return json_reply(
+            400, error_body(400, "body must be a chat completion request"), keep_alive
+        )
     if payload.get("stream"):
         STATS.chat_stream += 1
         include_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
@@ -229,12 +237,16 @@ def chat_reply(body: bytes, keep_alive: bool) -> Reply:
         reply = _sse_cache.get(key)
         if reply is None:
             parts = [http_chunk(e) for e in stream_events(model, include_usage)] + [LAST_CHUNK]
-            reply = _sse_cache[key] = Reply(sse_head(keep_alive), parts, delayed=True, streaming=True)
+            reply = _sse_cache[key] = Reply(
+                sse_head(keep_alive), parts, delayed=True, streaming=True
+            )
         return reply
     STATS.chat_json += 1
     reply = _json_cache.get((model, keep_alive))
     if reply is None:
-        reply = _json_cache[(model, keep_alive)] = json_reply(200, completion_body(model), keep_alive, True)
+        reply = _json_cache[(model, keep_alive)] = json_reply(
+            200, completion_body(model), keep_alive, True
+        )
     return reply
 
 
@@ -314,9 +326,13 @@ class UpstreamProtocol(asyncio.Protocol):
         self.body.append(body)
 
     def on_message_complete(self) -> None:
-        req = Request(self.parser.get_method(), self.url, b"".join(self.body), self.parser.should_keep_alive())
+        req = Request(
+            self.parser.get_method(), self.url, b"".join(self.body), self.parser.should_keep_alive()
+        )
         reply = route(req)
-        needs_wait = reply.delayed and (CONFIG.delay > 0 or (reply.streaming and CONFIG.chunk_delay > 0))
+        needs_wait = reply.delayed and (
+            CONFIG.delay > 0 or (reply.streaming and CONFIG.chunk_delay > 0)
+        )
         if not needs_wait and not self.pending and self.worker is None:
             self.write_now(reply)
             return
@@ -374,7 +390,9 @@ class UpstreamProtocol(asyncio.Protocol):
 
 async def serve(host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(UpstreamProtocol, host, port, backlog=4096, reuse_address=True)
+    server = await loop.create_server(
+        UpstreamProtocol, host, port, backlog=4096, reuse_address=True
+    )
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -383,10 +401,14 @@ async def serve(host: str, port: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
-    parser.add_argument("--delay", type=float, default=0.0, help="seconds before each chat reply starts")
+    parser.add_argument(
+        "--delay", type=float, default=0.0, help="seconds before each chat reply starts"
+    )
     parser.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between SSE events")
     args = parser.parse_args()
     CONFIG.delay, CONFIG.chunk_delay = args.delay, args.chunk_delay

@@ -13,22 +13,30 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import errors
+from gateway.http import agents
 from gateway.http.chat import ChatCompletions
 from gateway.http.health import healthz, readyz
+from gateway.http.metrics import metrics
 from gateway.http.middleware import GatewayMiddleware
 from gateway.http.models import get_model, list_models
+from gateway.http.ratelimit import RateLimitMiddleware
+from gateway.mcp.server import McpFacade
+from gateway.observability.middleware import ObservabilityMiddleware
 from gateway.services import Services
 from gateway.settings import Settings
 
 
 def create_app(settings: Settings, services: Services | None = None) -> Starlette:
     services = services or Services(settings)
+    mcp = McpFacade(services)
+    mcp_app = mcp.http_app(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.start()
         try:
-            yield
+            async with mcp.running():
+                yield
         finally:
             await services.close()
 
@@ -36,18 +44,32 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         Route("/v1/chat/completions", ChatCompletions(), methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{handle:path}", get_model, methods=["GET"]),
+        Route("/v1/agents", agents.list_agents, methods=["GET"]),
+        Route("/v1/agents", agents.create_agent, methods=["POST"]),
+        Route("/v1/agents/{ref}", agents.get_agent, methods=["GET"]),
+        Route("/v1/agents/{ref}", agents.update_agent, methods=["PATCH"]),
+        Route("/v1/agents/{ref}", agents.delete_agent, methods=["DELETE"]),
+        Route("/v1/agents/{ref}/messages", agents.list_messages, methods=["GET"]),
+        Route("/v1/agents/{ref}/messages", agents.post_message, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        # The MCP app as a plain ASGI endpoint on its own path: a `Mount("/")` would also
+        # take every unknown path and wrong method, answering them with its plain-text 404.
+        Route("/mcp", mcp_app),
     ]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
         middleware=[
+            # Outermost, so rejected requests are counted and logged with their status.
+            Middleware(ObservabilityMiddleware, services=services),
             Middleware(
                 GatewayMiddleware,
                 api_keys=[k.get_secret_value() for k in settings.api_keys],
                 metrics_auth=settings.metrics_auth,
-            )
+            ),
+            *_rate_limit(settings),
         ],
         exception_handlers={
             errors.GatewayError: _gateway_error,
@@ -56,6 +78,18 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     )
     app.state.services = services
     return app
+
+
+def _rate_limit(settings: Settings) -> list[Middleware]:
+    if not settings.rate_limit_rpm:
+        return []
+    return [
+        Middleware(
+            RateLimitMiddleware,
+            per_minute=settings.rate_limit_rpm,
+            burst=settings.rate_limit_burst,
+        )
+    ]
 
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from gateway import errors
+from gateway import agents_cli, errors
 from gateway.settings import ConfigError, Settings, check_bind, load_settings
 
 EXIT_CONFIG = 2
@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     models.set_defaults(run=_models)
     check = sub.add_parser("check", help="validate each enabled provider's key")
     check.set_defaults(run=_check)
+    agents_cli.add_parser(sub)
+    mcp = sub.add_parser("mcp", help="serve MCP over stdio (for desktop clients)")
+    mcp.set_defaults(run=_mcp)
     return parser
 
 
@@ -66,12 +69,19 @@ def _describe(exc: ValidationError) -> str:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from gateway.observability import multiprocess
+    from gateway.observability.logging import level_name, logging_config
+
     check_bind(settings)
     config = getattr(args, "sub_config", None) or args.config
     if config:
         # Workers re-read settings in their own process; they find the file this way.
         os.environ["GATEWAY_CONFIG"] = os.path.abspath(config)
     os.environ["GATEWAY_HOST"] = settings.host
+    # Workers must know they share the socket: MCP sessions cannot span them.
+    os.environ["GATEWAY_WORKERS"] = str(settings.workers)
+    # Before any worker imports prometheus_client, which picks its storage at import time.
+    multiprocess.prepare(settings, os.environ)
     uvicorn.run(
         "gateway.asgi:create_from_environment",
         factory=True,
@@ -80,12 +90,19 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         workers=settings.workers,
         loop="uvloop",
         http="httptools",
-        access_log=False,
-        log_level=settings.log_level.lower(),
+        access_log=False,  # the gateway writes its own line per request
+        log_config=logging_config(settings),
+        log_level=level_name(settings.log_level),
         lifespan="on",
         timeout_graceful_shutdown=10,
     )
     return 0
+
+
+def _mcp(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.mcp.stdio import serve_stdio
+
+    return serve_stdio(settings)
 
 
 def _models(args: argparse.Namespace, settings: Settings) -> int:
@@ -93,7 +110,7 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
 
     async def run() -> None:
         services = Services(settings)
-        await services.start()
+        await services.start(agents=False)
         try:
             rows = [(m.handle, m.provider, str(m.context_window or "-"), m.source)
                     for m in await services.router.list_models()]
@@ -117,7 +134,7 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
 
     async def run() -> int:
         services = Services(settings)
-        await services.start()
+        await services.start(agents=False)
         failed = 0
         try:
             if not services.clients:

@@ -71,10 +71,24 @@ class ProviderNotEnabled(NotFound):
     code = "provider_not_enabled"
 
 
+class AgentNotFound(NotFound):
+    """An agent is addressed like a model (`agent/<name>`), so the code is the same."""
+
+    code = "model_not_found"
+
+
 class Conflict(GatewayError):
     status = 409
     type = "invalid_request_error"
     code = "conflict"
+
+
+class AgentExists(Conflict):
+    code = "agent_exists"
+
+
+class IdempotencyKeyReused(Conflict):
+    code = "idempotency_key_reused"
 
 
 class AuthenticationError(GatewayError):

@@ -5,10 +5,16 @@ Both facades (HTTP and MCP) reach the same instance through the app state.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Mapping
 
+from gateway.agents.service import AgentService
+from gateway.agents.store import AgentStore
+from gateway.mcp.client import McpToolbox
+from gateway.observability import tracing
+from gateway.observability.metrics import Metrics
 from gateway.providers.base import ProviderSpec
 from gateway.providers.openai_compat import OpenAICompatibleClient
 from gateway.providers.registry import build_clients, provider_specs
@@ -26,19 +32,52 @@ class Services:
         )
         self.clients: dict[str, OpenAICompatibleClient] = build_clients(self.specs)
         self.router = Router(self.specs, self.clients, settings.aliases)
+        self.metrics = Metrics(providers=self.clients.keys(), is_listed=self._is_listed)
+        # None unless OTEL_EXPORTER_OTLP_ENDPOINT asks for traces; opentelemetry stays unloaded.
+        self.tracing: tracing.Tracing | None = tracing.from_environ(
+            os.environ if environ is None else environ
+        )
+        # Tools of the configured `[[mcp_servers]]`; connections open on first use.
+        self.mcp_tools = McpToolbox(settings.mcp_servers)
+        # The agent store connects and migrates in start(); creating it opens nothing.
+        self.store = AgentStore(settings.resolved_database_url)
+        self.agents = AgentService(self.store, self.router, settings)
+        self.agents.on_turn = lambda agent, turn: self.metrics.agent_turn(
+            agent.name, turn.step_count
+        )
 
-    async def start(self) -> None:
+    async def start(self, *, agents: bool = True) -> None:
+        """Start the provider clients and, unless `agents` is false, the agent store."""
+        if agents:
+            await self.store.open()
         for client in self.clients.values():
             await client.start()
+            if self.tracing is not None:
+                client.on_attempt = self.tracing.on_attempt
         enabled = ", ".join(self.clients) or "none"
         log.info("providers enabled: %s", enabled)
 
     async def close(self) -> None:
+        # Running agent turns finish first: they still need the clients and the store.
+        await self.agents.close()
+        await self.mcp_tools.close()
         for client in self.clients.values():
             await client.close()
+        self.metrics.close()
+        if self.tracing is not None:
+            # Flushing the last batch is a blocking HTTP call.
+            await asyncio.to_thread(self.tracing.shutdown)
+
+    def _is_listed(self, provider: str, model: str) -> bool:
+        client = self.clients.get(provider)
+        return client is not None and client.lists(model)
 
     async def readiness_problems(self) -> list[str]:
         problems: list[str] = []
         if not self.clients:
             problems.append("no provider is enabled: set KIMI_API_KEY, OPENAI_API_KEY or configure one")
+        try:
+            await self.store.ping()
+        except Exception as exc:
+            problems.append(f"the agent store is unreachable: {type(exc).__name__}")
         return problems

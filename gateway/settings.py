@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -50,6 +50,8 @@ class ProviderConfig(BaseModel):
 
 
 class McpServerConfig(BaseModel):
+    """An MCP server whose tools agents may use: `url` (Streamable HTTP) or `command` (stdio)."""
+
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
@@ -59,6 +61,12 @@ class McpServerConfig(BaseModel):
     args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     timeout: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerConfig:
+        if (self.url is None) == (self.command is None):
+            raise ValueError(f"mcp server '{self.name}': set exactly one of 'url' or 'command'")
+        return self
 
 
 class Settings(BaseSettings):
@@ -75,6 +83,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
     metrics_auth: bool = False
+    # Requests per minute per gateway key (or client address without keys); 0 = off.
+    rate_limit_rpm: int = Field(default=0, ge=0)
+    rate_limit_burst: int | None = Field(default=None, ge=1)
     agent_max_steps: int = Field(default=10, ge=1, le=100)
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -283,3 +283,19 @@ def test_upstream_in_stream_error_is_relayed(gateway, upstream):
     with pytest.raises(openai.APIError) as err:
         list(create(gateway, stream=True))
     assert "overloaded" in str(err.value)
+
+
+def test_gateway_rate_limit(make_gateway, upstream):
+    gateway = make_gateway({"GATEWAY_RATE_LIMIT_RPM": "60", "GATEWAY_RATE_LIMIT_BURST": "2"})
+    body = {"model": MODEL, "messages": HELLO}
+    statuses = [post(gateway, body, headers={"authorization": "Bearer a"}).status_code
+                for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    r = post(gateway, body, headers={"authorization": "Bearer a"})
+    err = error_of(r)
+    assert (err["type"], err["code"]) == ("rate_limit_error", "rate_limit_exceeded")
+    assert int(r.headers["retry-after"]) >= 1
+    # Another client has its own bucket; health checks are never limited.
+    assert post(gateway, body, headers={"authorization": "Bearer b"}).status_code == 200
+    assert httpx2.get(gateway.url + "/healthz").status_code == 200
+    assert len(upstream.chat_requests) == 3

@@ -11,11 +11,13 @@ from typing import Any
 import aiohttp
 
 
-
 def chat_url() -> str:
     """The upstream base URL is an OpenAI SDK's base_url (".../v1"); read at
     start-up, not import, so ``--upstream`` can set it."""
-    return os.environ.get("BENCH_UPSTREAM", "http://127.0.0.1:9000/v1").rstrip("/") + "/chat/completions"
+    return (
+        os.environ.get("BENCH_UPSTREAM", "http://127.0.0.1:9000/v1").rstrip("/")
+        + "/chat/completions"
+    )
 
 
 def make_session() -> aiohttp.ClientSession:
@@ -46,7 +48,9 @@ def serve(app: Any, description: str) -> None:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
-    parser.add_argument("--upstream", default=None, help="upstream base URL, e.g. http://127.0.0.1:9000/v1")
+    parser.add_argument(
+        "--upstream", default=None, help="upstream base URL, e.g. http://127.0.0.1:9000/v1"
+    )
     args = parser.parse_args()
     if args.upstream:
         os.environ["BENCH_UPSTREAM"] = args.upstream

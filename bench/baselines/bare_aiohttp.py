@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import UPSTREAM_ERROR, chat_url, is_sse, make_session, serve  # noqa: E402
+from _common import UPSTREAM_ERROR, chat_url, is_sse, make_session, serve
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -23,7 +24,10 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 _session: aiohttp.ClientSession | None = None
 _chat_url = ""
 JSON_HEADERS = [(b"content-type", b"application/json")]
-SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+]
 
 
 async def lifespan(receive: Receive, send: Send) -> None:

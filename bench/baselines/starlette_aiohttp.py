@@ -20,7 +20,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import UPSTREAM_ERROR, chat_url, is_sse, make_session, serve  # noqa: E402
+from _common import UPSTREAM_ERROR, chat_url, is_sse, make_session, serve
 
 
 @contextlib.asynccontextmanager
@@ -50,7 +50,9 @@ async def chat_completions(request: Request) -> Response:
         return Response(UPSTREAM_ERROR, status_code=502, media_type="application/json")
     if is_sse(resp.headers.get("Content-Type", "")):
         headers = {"Cache-Control": "no-cache"}
-        return StreamingResponse(stream_body(resp), resp.status, headers, media_type="text/event-stream")
+        return StreamingResponse(
+            stream_body(resp), resp.status, headers, media_type="text/event-stream"
+        )
     try:
         data = await resp.read()
     finally:
@@ -58,7 +60,9 @@ async def chat_completions(request: Request) -> Response:
     return Response(data, status_code=resp.status, media_type="application/json")
 
 
-app = Starlette(routes=[Route("/v1/chat/completions", chat_completions, methods=["POST"])], lifespan=lifespan)
+app = Starlette(
+    routes=[Route("/v1/chat/completions", chat_completions, methods=["POST"])], lifespan=lifespan
+)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from gateway import errors
+from gateway.http.agent_chat import agent_chat
 from gateway.http.asgi import JSON_HEADERS, SSE_HEADERS, read_body, send_bytes, services_of
 from gateway.providers.base import CallStats
 from gateway.providers.sse import SSERelay
@@ -81,6 +82,9 @@ class ChatCompletions:
         raw = await read_body(scope, receive, services.settings.max_body_bytes)
         body = parse_chat_request(raw)
         model: str = body["model"]
+        if model.startswith("agent/"):
+            await agent_chat(scope, receive, send, body)
+            return
         route = await services.router.resolve(model)
         payload, injected = route.client.prepare(body, route.model)
         stats = CallStats(route.provider, route.model)
@@ -106,8 +110,9 @@ async def relay_stream(relay: SSERelay, receive: Receive, send: Send) -> None:
     """
     gone = asyncio.ensure_future(_wait_disconnect(receive))
     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+    blocks = relay.__aiter__()
     try:
-        async for block in relay:
+        async for block in blocks:
             await send({"type": "http.response.body", "body": block, "more_body": True})
             if gone.done():
                 return
@@ -117,6 +122,9 @@ async def relay_stream(relay: SSERelay, receive: Receive, send: Send) -> None:
              "more_body": True}
         )
     finally:
+        # Finish the relay's generator now rather than at garbage collection, so its
+        # upstream time is counted before the request is measured.
+        await blocks.aclose()
         await relay.aclose()
         if not gone.done():
             gone.cancel()

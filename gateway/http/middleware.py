@@ -50,7 +50,10 @@ class GatewayMiddleware:
             await send(message)
 
         try:
-            if self._keys and scope["path"] not in self._open:
+            path = scope["path"]
+            # `/.well-known/` stays open so MCP clients probing for OAuth metadata get a
+            # clear 404 (no OAuth here) rather than another 401.
+            if self._keys and path not in self._open and not path.startswith("/.well-known/"):
                 self._authenticate(scope)
             await self.app(scope, receive, send_with_id)
         except errors.GatewayError as exc:
@@ -80,9 +83,17 @@ class GatewayMiddleware:
 
 
 def _with_challenge(scope: Scope, exc: errors.GatewayError) -> errors.GatewayError:
+    """The Bearer challenge of RFC 6750 §3, for `/mcp` and the OpenAI routes alike.
+
+    `error="invalid_token"` only when a Bearer token was sent: a request without one (or
+    with another scheme) gets the bare challenge, as §3.1 asks. No `resource_metadata`
+    (RFC 9728): the gateway is not an OAuth resource server, and metadata without an
+    authorization server would send MCP clients into an OAuth flow that cannot succeed.
+    """
     if isinstance(exc, errors.AuthenticationError) and "WWW-Authenticate" not in exc.headers:
-        realm = 'Bearer realm="agent-gateway"'
-        if scope["path"].startswith("/mcp"):
-            realm += ', error="invalid_token"'
-        exc.headers["WWW-Authenticate"] = realm
+        challenge = 'Bearer realm="agent-gateway"'
+        scheme, _, token = (header(scope, b"authorization") or b"").partition(b" ")
+        if scheme.lower() == b"bearer" and token.strip():
+            challenge += ', error="invalid_token", error_description="invalid gateway key"'
+        exc.headers["WWW-Authenticate"] = challenge
     return exc

@@ -1,4 +1,7 @@
-"""`GET /v1/models` and `GET /v1/models/{handle}`: handles, not provider ids."""
+"""`GET /v1/models` and `GET /v1/models/{handle}`: handles, not provider ids.
+
+Agents are listed too, as `agent/<name>`, since a chat request can name them as models.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.agents.schemas import AgentRecord
 from gateway.providers.base import ModelInfo
 
 
@@ -23,6 +27,15 @@ def model_entry(info: ModelInfo) -> dict[str, Any]:
     return entry
 
 
+def agent_entry(agent: AgentRecord) -> dict[str, Any]:
+    return {
+        "id": f"agent/{agent.name}",
+        "object": "model",
+        "created": int(agent.created_at),
+        "owned_by": "agent-gateway",
+    }
+
+
 def json_response(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
@@ -30,11 +43,15 @@ def json_response(data: Any, status: int = 200) -> Response:
 async def list_models(request: Request) -> Response:
     services = request.app.state.services
     data = [model_entry(m) for m in await services.router.list_models()]
+    data += [agent_entry(a) for a in await services.agents.list_agents()]
     return json_response({"object": "list", "data": data})
 
 
 async def get_model(request: Request) -> Response:
     services = request.app.state.services
-    route = await services.router.resolve(request.path_params["handle"])
+    handle: str = request.path_params["handle"]
+    if handle.startswith("agent/"):
+        return json_response(agent_entry(await services.agents.get_agent(handle[6:])))
+    route = await services.router.resolve(handle)
     info = route.info or ModelInfo(route.model, route.provider, None, "fallback")
     return json_response(model_entry(info))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -74,3 +75,8 @@ class CallStats:
             self.prompt_tokens = prompt
         if isinstance(completion, int):
             self.completion_tokens = completion
+
+
+# Called by a provider client when one upstream attempt ends: (stats, the attempt's
+# perf_counter start, its error code or None). Tracing sets it; None costs nothing.
+AttemptHook = Callable[[CallStats, float, str | None], None]

@@ -15,7 +15,7 @@ import aiohttp
 import orjson
 
 from gateway import errors
-from gateway.providers.base import CallStats, ModelInfo, ModelSource, ProviderSpec
+from gateway.providers.base import AttemptHook, CallStats, ModelInfo, ModelSource, ProviderSpec
 from gateway.providers.retry import RetryPolicy
 from gateway.providers.sse import SSERelay
 
@@ -39,6 +39,8 @@ class OpenAICompatibleClient:
         self._models: list[ModelInfo] | None = None
         self._models_expire = 0.0
         self._models_lock = asyncio.Lock()
+        # Tracing's per-attempt hook; left None, each attempt pays one `is None` check.
+        self.on_attempt: AttemptHook | None = None
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -111,6 +113,8 @@ class OpenAICompatibleClient:
                     retry_after = resp.headers.get("Retry-After")
             except TimeoutError:
                 stats.upstream_seconds += time.perf_counter() - t0
+                if self.on_attempt is not None:
+                    self.on_attempt(stats, t0, errors.UpstreamTimeout.code)
                 raise errors.UpstreamTimeout(f"{self.name} did not answer in time") from None
             except aiohttp.ClientError as exc:
                 stats.upstream_seconds += time.perf_counter() - t0
@@ -124,10 +128,14 @@ class OpenAICompatibleClient:
                     parsed = _parse_completion(raw)
                     if parsed is not None:
                         stats.add_usage(parsed.get("usage"))
+                        if self.on_attempt is not None:
+                            self.on_attempt(stats, t0, None)
                         return raw, parsed
                     error = errors.UpstreamUnavailable(f"{self.name} sent an empty reply")
                 else:
                     error = errors.from_upstream(self.name, status, raw, retry_after)
+            if self.on_attempt is not None:
+                self.on_attempt(stats, t0, error.code)
             delay = self._retry.delay_for(error, attempt, retry_after)
             if delay is None:
                 raise error
@@ -145,7 +153,13 @@ class OpenAICompatibleClient:
             try:
                 resp = await self.session.post(self._chat_url, data=payload, headers=self._headers)
                 if resp.status == 200:
-                    relay = SSERelay(resp, stats, drop_usage_chunk=drop_usage_chunk, t0=t0)
+                    relay = SSERelay(
+                        resp,
+                        stats,
+                        drop_usage_chunk=drop_usage_chunk,
+                        t0=t0,
+                        on_end=self.on_attempt,
+                    )
                     if await relay.read_first():
                         return relay
                     await relay.aclose()
@@ -160,6 +174,8 @@ class OpenAICompatibleClient:
             except TimeoutError:
                 _close(resp)
                 stats.upstream_seconds += time.perf_counter() - t0
+                if self.on_attempt is not None:
+                    self.on_attempt(stats, t0, errors.UpstreamTimeout.code)
                 raise errors.UpstreamTimeout(f"{self.name} did not answer in time") from None
             except aiohttp.ClientError as exc:
                 _close(resp)
@@ -167,6 +183,8 @@ class OpenAICompatibleClient:
                     f"{self.name} is unreachable: {type(exc).__name__}"
                 )
             stats.upstream_seconds += time.perf_counter() - t0
+            if self.on_attempt is not None:
+                self.on_attempt(stats, t0, error.code)
             delay = self._retry.delay_for(error, attempt, retry_after)
             if delay is None:
                 raise error
@@ -186,6 +204,10 @@ class OpenAICompatibleClient:
             self._models = models
             self._models_expire = time.monotonic() + ttl
             return models
+
+    def lists(self, model: str) -> bool:
+        """Whether the cached model list has `model`; metrics use it to bound labels."""
+        return self._models is not None and any(m.id == model for m in self._models)
 
     async def _load_models(self) -> tuple[list[ModelInfo], ModelSource]:
         if self.spec.static_models is not None:

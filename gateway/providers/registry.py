@@ -25,9 +25,8 @@ def provider_specs(
     configured = {p.name: p for p in settings.providers}
     specs: dict[str, ProviderSpec] = {}
     for name, profile in BUILTIN.items():
-        specs[name] = _spec(
-            configured.pop(name, None) or ProviderConfig(name=name, type=profile.type), env
-        )
+        config = configured.pop(name, ProviderConfig(name=name, type=profile.type))
+        specs[name] = _spec(config, env)
     for name, config in configured.items():
         specs[name] = _spec(config, env)
     return specs

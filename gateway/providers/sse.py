@@ -10,14 +10,14 @@ and the client did not.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import aiohttp
 import orjson
 
 from gateway import errors
-from gateway.providers.base import CallStats
+from gateway.providers.base import AttemptHook, CallStats
 
 DONE = b"data: [DONE]\n\n"
 
@@ -30,6 +30,7 @@ class SSERelay:
         *,
         drop_usage_chunk: bool,
         t0: float,
+        on_end: AttemptHook | None = None,
     ) -> None:
         self._resp = resp
         self._stats = stats
@@ -40,6 +41,9 @@ class SSERelay:
         self._saw_done = False
         self._saw_finish = False
         self._closed = False
+        self._on_end = on_end
+        self._attempt_started = t0
+        self._relaying = False
 
     @property
     def provider(self) -> str:
@@ -57,8 +61,9 @@ class SSERelay:
             return False
         return False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    async def __aiter__(self) -> AsyncGenerator[bytes, None]:
         """The events after the first, as byte blocks ready to send."""
+        self._relaying = True
         if self._pending:
             first, self._pending = self._pending, b""
             yield first
@@ -95,6 +100,12 @@ class SSERelay:
         if not self._closed:
             self._closed = True
             self._resp.close()
+            # The attempt ends with the relay; one that never relayed was reported already.
+            if self._on_end is not None and self._relaying:
+                outcome = self._stats.outcome
+                self._on_end(
+                    self._stats, self._attempt_started, None if outcome == "success" else outcome
+                )
 
     def _feed(self, chunk: bytes) -> bytes:
         """Add bytes; return the complete events that should go to the client."""

@@ -1,0 +1,129 @@
+"""The store's database engine: plain URLs to async drivers, SQLite set-up, migrations.
+
+Users write `sqlite:///data/gateway.db` or `postgresql://user@host/db`; the gateway
+picks aiosqlite or asyncpg. SQLite runs in WAL mode with a busy timeout; reads begin
+a plain (deferred) transaction, and writes, made through `writer(engine)`, begin with
+`BEGIN IMMEDIATE`: a transaction that reads and then writes would otherwise fail at
+once (SQLITE_BUSY, busy timeout ignored) whenever another connection wrote in between.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from gateway.agents import locking
+from gateway.settings import ConfigError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Execution option marking a write transaction (see `writer`).
+WRITE_OPTION = "gateway_write"
+# Each running turn holds one connection (its cross-process lock lives on it), so the
+# pool must cover the turns a worker runs at once plus the short REST reads.
+POOL_SIZE = 20
+MAX_OVERFLOW = 60
+
+_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    "postgresql+psycopg": "postgresql+asyncpg",
+    "postgresql+psycopg2": "postgresql+asyncpg",
+}
+
+
+def async_url(raw: str) -> URL:
+    """`GATEWAY_DATABASE_URL` as the async driver's URL; a clear error for anything else."""
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise ConfigError(
+            "database_url: not a database URL; use sqlite:///path.db or postgresql://user@host/db"
+        ) from None
+    driver = _DRIVERS.get(url.drivername)
+    if driver is None:
+        raise ConfigError(
+            f"database_url: unsupported database '{url.drivername}'; use sqlite:///path.db "
+            "or postgresql://user@host/db"
+        )
+    url = url.set(drivername=driver)
+    if url.get_backend_name() == "sqlite":
+        if not url.database or url.database == ":memory:" or "mode=memory" in str(url):
+            raise ConfigError(
+                "database_url: an in-memory SQLite database cannot be shared by the "
+                "gateway's connections; use a file, e.g. sqlite:///data/gateway.db"
+            )
+    elif "sslmode" in url.query:
+        # libpq spells it sslmode; asyncpg takes the same values as `ssl`.
+        query = dict(url.query)
+        query["ssl"] = query.pop("sslmode")
+        url = url.set(query=query)
+    return url
+
+
+def sqlite_path(url: URL) -> Path | None:
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return None
+    return Path(url.database).resolve()
+
+
+def create_engine(url: URL) -> AsyncEngine:
+    if url.get_backend_name() == "sqlite":
+        path = sqlite_path(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW)
+        _configure_sqlite(engine)
+        return engine
+    return create_async_engine(
+        url, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW, pool_pre_ping=True
+    )
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
+        # We emit BEGIN ourselves (below), so the driver must not.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # WAL with synchronous=NORMAL survives a crash of the process; only an OS crash
+        # or power loss may drop the last commits.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def writer(engine: AsyncEngine) -> AsyncEngine:
+    """The same pool, for transactions that write: SQLite begins them IMMEDIATE."""
+    return engine.execution_options(**{WRITE_OPTION: True})
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Bring the schema to the newest revision; concurrent starters wait for each other."""
+    async with writer(engine).begin() as conn:
+        await locking.migration_lock(conn)
+        await conn.run_sync(_upgrade)
+
+
+def _upgrade(connection: Connection) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")

@@ -1,0 +1,198 @@
+"""The agent store: one interface over SQLite and PostgreSQL (SQLAlchemy async Core).
+
+Agents and their memory blocks, paginated history, and `turn()`, which hands a turn
+its own connection under the conversation's lock (`locking.py`). The writes of a
+running turn live in `turns.py`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway import errors
+from gateway.agents import engine as engine_mod
+from gateway.agents import queries as q
+from gateway.agents import tables as t
+from gateway.agents.locking import TurnLocks, WriteGate, lock_key
+from gateway.agents.schemas import AgentRecord, Block, StoredMessage
+from gateway.agents.turns import TurnSession, message_from_row
+
+
+class AgentStore:
+    def __init__(self, url: str) -> None:
+        self.url = engine_mod.async_url(url)
+        self.engine = engine_mod.create_engine(self.url)
+        self.writer = engine_mod.writer(self.engine)
+        self.dialect = self.url.get_backend_name()
+        self.locks = TurnLocks(self.dialect, engine_mod.sqlite_path(self.url))
+        self.gate = WriteGate(self.dialect)
+
+    async def open(self) -> None:
+        """Apply pending migrations (the store is usable after this)."""
+        await engine_mod.migrate(self.engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+        self.locks.close()
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    # -- agents --------------------------------------------------------------------
+
+    async def create_agent(self, values: Mapping[str, Any], blocks: Sequence[Block]) -> AgentRecord:
+        now = time.time()
+        row = {**values, "id": f"agent-{uuid.uuid4().hex}", "created_at": now, "updated_at": now}
+        try:
+            async with self.gate, self.writer.begin() as conn:
+                await conn.execute(insert(t.agents).values(row))
+                await _insert_blocks(conn, row["id"], blocks)
+        except IntegrityError:
+            raise _exists(str(values["name"])) from None
+        return await self.get_agent(row["id"])
+
+    async def list_agents(self) -> list[AgentRecord]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(t.agents).order_by(t.agents.c.created_at))).all()
+            blocks = await _blocks_of(conn, None)
+        return [_agent(r._mapping, blocks.get(r.id, ())) for r in rows]
+
+    async def get_agent(self, ref: str, *, blocks: bool = True) -> AgentRecord:
+        """By id or by name (an id wins if one agent's name is another's id).
+
+        `blocks=False` skips the memory blocks (a turn reads them under its lock).
+        """
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q.AGENT, {"ref": ref})).all()
+            if not rows:
+                raise errors.AgentNotFound(f"agent '{ref}' does not exist", param="agent")
+            row = next((r for r in rows if r.id == ref), rows[0])
+            found = await _blocks_of(conn, row.id) if blocks else {}
+        return _agent(row._mapping, found.get(row.id, ()))
+
+    async def update_agent(
+        self, agent_id: str, values: Mapping[str, Any], blocks: Sequence[Block] | None
+    ) -> AgentRecord:
+        try:
+            async with self.gate, self.writer.begin() as conn:
+                result = await conn.execute(
+                    update(t.agents)
+                    .where(t.agents.c.id == agent_id)
+                    .values({**values, "updated_at": time.time()})
+                )
+                if result.rowcount == 0:
+                    raise errors.AgentNotFound(f"agent '{agent_id}' does not exist")
+                if blocks is not None:
+                    await conn.execute(
+                        delete(t.memory_blocks).where(t.memory_blocks.c.agent_id == agent_id)
+                    )
+                    await _insert_blocks(conn, agent_id, blocks)
+        except IntegrityError:
+            raise _exists(str(values.get("name"))) from None
+        return await self.get_agent(agent_id)
+
+    async def delete_agent(self, agent_id: str) -> None:
+        async with self.gate, self.writer.begin() as conn:
+            await conn.execute(delete(t.agents).where(t.agents.c.id == agent_id))
+
+    # -- history -------------------------------------------------------------------
+
+    async def list_messages(
+        self,
+        agent_id: str,
+        conversation: str,
+        *,
+        limit: int,
+        before: int | None = None,
+        after: int | None = None,
+    ) -> tuple[list[StoredMessage], bool]:
+        """One page in chronological order, and whether more lie beyond it.
+
+        Without a cursor the page is the newest `limit` messages; `before` pages back
+        from a message id, `after` forward from one.
+        """
+        m = t.messages
+        query = (
+            select(m)
+            .join(t.conversations, t.conversations.c.id == m.c.conversation_id)
+            .where(t.conversations.c.agent_id == agent_id, t.conversations.c.key == conversation)
+            .limit(limit + 1)
+        )
+        if after is not None:
+            query = query.where(m.c.id > after).order_by(m.c.id)
+        else:
+            if before is not None:
+                query = query.where(m.c.id < before)
+            query = query.order_by(m.c.id.desc())
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        more = len(rows) > limit
+        page = [message_from_row(r, conversation) for r in rows[:limit]]
+        if after is None:
+            page.reverse()
+        return page, more
+
+    # -- turns ---------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def turn(self, agent_id: str, conversation: str) -> AsyncIterator[TurnSession]:
+        """A session for one turn, holding the conversation's lock until it ends.
+
+        Turns queue in-process before taking a connection, so waiting costs none.
+        """
+        key = lock_key(agent_id, conversation)
+        async with self.locks.local(key), self.writer.connect() as conn:
+            async with self.locks.cross_process(conn, key):
+                yield TurnSession(conn, self.gate, agent_id, conversation)
+
+
+def _exists(name: str) -> errors.AgentExists:
+    return errors.AgentExists(f"an agent named '{name}' already exists", param="name")
+
+
+async def _insert_blocks(conn: AsyncConnection, agent_id: str, blocks: Sequence[Block]) -> None:
+    if not blocks:
+        return
+    rows = [
+        {"agent_id": agent_id, "label": b.label, "value": b.value, "limit": b.limit, "position": i}
+        for i, b in enumerate(blocks)
+    ]
+    await conn.execute(insert(t.memory_blocks), rows)
+
+
+async def _blocks_of(conn: AsyncConnection, agent_id: str | None) -> dict[str, list[Block]]:
+    query = select(t.memory_blocks).order_by(t.memory_blocks.c.position)
+    if agent_id is not None:
+        query = query.where(t.memory_blocks.c.agent_id == agent_id)
+    out: dict[str, list[Block]] = {}
+    for row in (await conn.execute(query)).all():
+        out.setdefault(row.agent_id, []).append(Block(row.label, row.value, row.limit))
+    return out
+
+
+def _agent(row: Any, blocks: Sequence[Block]) -> AgentRecord:
+    return AgentRecord(
+        id=row["id"],
+        name=row["name"],
+        description=row["description"],
+        model=row["model"],
+        system=row["system"],
+        memory_blocks=tuple(blocks),
+        tools=tuple(row["tools"]),
+        mcp_servers=tuple(row["mcp_servers"]),
+        context_window_limit=row["context_window_limit"],
+        max_tokens=row["max_tokens"],
+        max_reasoning_tokens=row["max_reasoning_tokens"],
+        enable_reasoner=bool(row["enable_reasoner"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )

@@ -1,0 +1,159 @@
+"""`/v1/agents`: create, list, read, change and delete agents; their history; one turn.
+
+`{ref}` is an agent's id or its name. Bodies are validated by the agent service's
+schemas, so a mistake comes back as a 400 naming the field (`memory_blocks[1].value`).
+History is paginated with `limit` and a `before` or `after` message id, newest page
+first by default, each page in chronological order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway import errors
+from gateway.agents.service import AgentService
+from gateway.http.agent_chat import turn_headers
+from gateway.http.asgi import read_body
+from gateway.http.models import json_response
+from gateway.providers.base import CallStats
+
+MAX_PAGE = 500
+DEFAULT_PAGE = 50
+
+
+async def create_agent(request: Request) -> Response:
+    agent = await _agents(request).create_agent(await _json(request))
+    return json_response(agent.to_api(), status=201)
+
+
+async def list_agents(request: Request) -> Response:
+    agents = await _agents(request).list_agents()
+    return json_response({"object": "list", "data": [a.to_api() for a in agents]})
+
+
+async def get_agent(request: Request) -> Response:
+    agent = await _agents(request).get_agent(request.path_params["ref"])
+    return json_response(agent.to_api())
+
+
+async def update_agent(request: Request) -> Response:
+    body = await _json(request)
+    agent = await _agents(request).update_agent(request.path_params["ref"], body)
+    return json_response(agent.to_api())
+
+
+async def delete_agent(request: Request) -> Response:
+    agent = await _agents(request).delete_agent(request.path_params["ref"])
+    return json_response({"id": agent.id, "object": "agent.deleted", "deleted": True})
+
+
+async def list_messages(request: Request) -> Response:
+    query = request.query_params
+    limit = _int_param(query.get("limit"), "limit", DEFAULT_PAGE, 1, MAX_PAGE) or DEFAULT_PAGE
+    before = _int_param(query.get("before"), "before", None, 0, None)
+    after = _int_param(query.get("after"), "after", None, 0, None)
+    if before is not None and after is not None:
+        raise errors.InvalidRequest("give 'before' or 'after', not both", param="after")
+    conversation = query.get("conversation") or request.headers.get("x-conversation-id")
+    agent, page, more = await _agents(request).history(
+        request.path_params["ref"],
+        conversation=conversation,
+        limit=limit,
+        before=before,
+        after=after,
+    )
+    return json_response(
+        {
+            "object": "list",
+            "agent_id": agent.id,
+            "data": [m.to_api() for m in page],
+            "first_id": page[0].id if page else None,
+            "last_id": page[-1].id if page else None,
+            "has_more": more,
+        }
+    )
+
+
+async def post_message(request: Request) -> Response:
+    """One turn: `{"messages": [{"role": "user", "content": …}]}` or `{"message": "…"}`."""
+    body = await _json(request)
+    unknown = set(body) - {"messages", "message", "conversation"}
+    if unknown:
+        raise errors.InvalidRequest(
+            f"unknown field '{sorted(unknown)[0]}'", param=sorted(unknown)[0]
+        )
+    messages = _turn_input(body)
+    conversation = body.get("conversation", request.headers.get("x-conversation-id"))
+    if conversation is not None and not isinstance(conversation, str):
+        raise errors.InvalidRequest("'conversation' must be a string", param="conversation")
+    calls: list[CallStats] = []
+    request.scope.setdefault("state", {})["call_stats"] = calls
+    result = await _agents(request).run_turn(
+        request.path_params["ref"],
+        messages,
+        conversation=conversation,
+        idempotency_key=request.headers.get("idempotency-key"),
+        calls=calls,
+    )
+    response = json_response(result.to_api())
+    for name, value in turn_headers(result, calls):
+        response.headers[name.decode()] = value.decode()
+    return response
+
+
+def _turn_input(body: dict[str, Any]) -> Any:
+    if ("messages" in body) == ("message" in body):
+        raise errors.InvalidRequest(
+            "give 'messages' (a list) or 'message' (a string)", param="messages"
+        )
+    if "message" in body:
+        if not isinstance(body["message"], str) or not body["message"].strip():
+            raise errors.InvalidRequest("'message' must be a non-empty string", param="message")
+        return body["message"]
+    messages = body["messages"]
+    if not isinstance(messages, list) or not messages:
+        raise errors.InvalidRequest("'messages' must be a non-empty array", param="messages")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise errors.InvalidRequest("each message must be an object", param=f"messages[{i}]")
+        if message.get("role") != "user":
+            raise errors.InvalidRequest(
+                "an agent turn takes user messages only", param=f"messages[{i}].role"
+            )
+    return messages
+
+
+def _agents(request: Request) -> AgentService:
+    agents: AgentService = request.app.state.services.agents
+    return agents
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    limit = request.app.state.services.settings.max_body_bytes
+    raw = await read_body(request.scope, request.receive, limit)
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise errors.InvalidJSON(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise errors.InvalidJSON("request body must be a JSON object")
+    return data
+
+
+def _int_param(
+    raw: str | None, name: str, default: int | None, low: int, high: int | None
+) -> int | None:
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise errors.InvalidRequest(f"'{name}' must be an integer", param=name) from None
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise errors.InvalidRequest(f"'{name}' must be {bound}", param=name)
+    return value

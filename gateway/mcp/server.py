@@ -1,0 +1,221 @@
+"""The MCP server over the services object: one `MCPServer`, served over HTTP and stdio.
+
+`McpFacade` owns the server and its subscription bus. `app.py` mounts `http_app()` at
+`/mcp` and runs `running()` inside the Starlette lifespan (a mounted app's own lifespan
+never runs); `gateway mcp` calls `run_stdio()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated
+
+from mcp.server import MCPServer
+from mcp.server.subscriptions import InMemorySubscriptionBus
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.subscriptions import ToolsListChanged
+from mcp.types import CallToolResult, ToolAnnotations
+from pydantic import BaseModel, Field
+from starlette.applications import Starlette
+
+from gateway import __version__, errors
+from gateway.mcp import results
+from gateway.providers.base import CallStats
+from gateway.services import Services
+from gateway.settings import Settings, is_loopback
+
+INSTRUCTIONS = (
+    "agent-gateway: chat with any configured model (`list_models`, then `chat`) and talk to "
+    "the gateway's stateful agents (`list_agents`, `ask_<name>`, `send_message`)."
+)
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+_ANY_ADDRESS = frozenset({"0.0.0.0", "::", ""})
+_WITH_PORT = re.compile(r"(\[[^\]]+\]|[^:\[\]]+):\d+")
+
+
+class ModelEntry(BaseModel):
+    handle: str = Field(description="Model handle to pass as `model`, e.g. 'openai/gpt-4o'")
+    provider: str
+    context_window: int | None = Field(default=None, description="Context window in tokens")
+
+
+class ModelList(BaseModel):
+    models: list[ModelEntry]
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class ChatReply(BaseModel):
+    model: str = Field(description="Handle of the model that answered")
+    content: str = Field(description="The model's reply")
+    finish_reason: str | None = None
+    usage: Usage
+
+
+class McpFacade:
+    """The gateway's MCP server; tools read the services object at call time."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        # Our own bus, so changes made outside an MCP request (an agent created over REST)
+        # can still reach clients listening on 2026-era connections.
+        self.bus = InMemorySubscriptionBus()
+        self.server: MCPServer = _new_server(self.bus)
+        _add_model_tools(self)
+
+    def http_app(self, settings: Settings) -> Starlette:
+        """The Streamable HTTP app (path `/mcp`); call once per facade.
+
+        With several workers, a session-based (2025-11-25) client's next request may reach
+        another worker, which never saw its session; so there every request stands alone,
+        as the 2026-07-28 protocol's requests always do.
+        """
+        return self.server.streamable_http_app(
+            transport_security=transport_security(settings),
+            max_request_body_size=settings.max_body_bytes,
+            stateless_http=settings.workers > 1,
+        )
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """The HTTP session manager's task group; without it every request fails."""
+        async with self.server.session_manager.run():
+            yield
+
+    async def run_stdio(self) -> None:
+        await self.server.run_stdio_async()
+
+    async def tools_changed(self) -> None:
+        await self.bus.publish(ToolsListChanged())
+
+    async def serve(
+        self, tool: str, run: Callable[[], Awaitable[CallToolResult]]
+    ) -> CallToolResult:
+        """Run a tool body as an MCP result (errors included) and count it."""
+        result = await results.guarded(tool, run)
+        self.services.metrics.tool_call(tool, results.outcome(result))
+        return result
+
+
+def _new_server(bus: InMemorySubscriptionBus) -> MCPServer:
+    # MCPServer calls logging.basicConfig(); the gateway configures its own logging, so
+    # keep the root logger as it was.
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        return MCPServer(
+            "agent-gateway",
+            title="agent-gateway",
+            instructions=INSTRUCTIONS,
+            version=__version__,
+            subscriptions=bus,
+        )
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+def transport_security(settings: Settings) -> TransportSecuritySettings:
+    """DNS-rebinding protection: loopback names, the bound host, and what the operator adds.
+
+    Any port is accepted on an allowed host: a rebinding attack changes the host name the
+    browser sends, not the port, and the port the server really listens on is not known
+    here (tests and `--port 0` bind their own sockets).
+    """
+    hosts = list(_LOOPBACK_HOSTS)
+    if settings.host not in _ANY_ADDRESS and not is_loopback(settings.host):
+        hosts.append(f"[{settings.host}]" if ":" in settings.host else settings.host)
+    hosts += settings.allowed_hosts
+    allowed_hosts = [pattern for host in hosts for pattern in _host_patterns(host)]
+    origins = [f"http://{host}:*" for host in _LOOPBACK_HOSTS]
+    origins += [f"http://{host}" for host in _LOOPBACK_HOSTS]
+    origins += settings.allowed_origins
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=allowed_hosts,
+        allowed_origins=origins,
+    )
+
+
+def _host_patterns(host: str) -> list[str]:
+    """`example.com` allows it on any port (and bare); `example.com:8443` only that port."""
+    return [host] if _WITH_PORT.fullmatch(host) else [host, f"{host}:*"]
+
+
+# -- model tools ---------------------------------------------------------------------------
+
+ModelArg = Annotated[
+    str,
+    Field(description="Model handle 'provider/model' (see list_models), or a bare model id"),
+]
+PromptArg = Annotated[str, Field(description="The user message to send")]
+
+
+def _add_model_tools(facade: McpFacade) -> None:
+    services = facade.services
+
+    async def list_models() -> Annotated[CallToolResult, ModelList]:
+        """List the models the gateway can route to, with their context windows."""
+
+        async def run() -> CallToolResult:
+            infos = sorted(await services.router.list_models(), key=lambda m: m.handle)
+            data = ModelList(
+                models=[ModelEntry(handle=m.handle, provider=m.provider,
+                                   context_window=m.context_window) for m in infos]
+            )
+            lines = [
+                f"{m.handle} (context window {m.context_window})" if m.context_window
+                else m.handle
+                for m in infos
+            ]
+            return results.ok(data, "\n".join(lines) or "no models: no provider is enabled")
+
+        return await facade.serve("list_models", run)
+
+    async def chat(model: ModelArg, prompt: PromptArg) -> Annotated[CallToolResult, ChatReply]:
+        """Send one prompt to a model through the gateway and return its reply."""
+
+        async def run() -> CallToolResult:
+            route = await services.router.resolve(model)
+            body = {"model": model, "messages": [{"role": "user", "content": prompt}]}
+            payload, _ = route.client.prepare(body, route.model)
+            stats = CallStats(route.provider, route.model)
+            try:
+                _, reply = await route.client.complete(payload, stats)
+            except errors.GatewayError as exc:
+                stats.outcome = exc.code or "error"
+                raise
+            finally:
+                # No HTTP middleware sees this call (stdio, or inside the MCP session).
+                services.metrics.record_call(stats)
+            content, finish = results.first_text(reply)
+            data = ChatReply(
+                model=route.handle,
+                content=content,
+                finish_reason=finish,
+                usage=Usage(prompt_tokens=stats.prompt_tokens,
+                            completion_tokens=stats.completion_tokens),
+            )
+            return results.ok(data, content)
+
+        return await facade.serve("chat", run)
+
+    server = facade.server
+    server.add_tool(
+        list_models,
+        title="List models",
+        annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True,
+                                    open_world_hint=False),
+    )
+    server.add_tool(
+        chat,
+        title="Chat with a model",
+        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False,
+                                    open_world_hint=True),
+    )

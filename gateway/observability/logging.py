@@ -1,0 +1,150 @@
+"""Log format and level for the gateway and uvicorn alike, and the one line per request.
+
+Everything goes to stderr through one handler on the root logger: uvicorn's loggers
+propagate to it, so a deployment sees one stream in one format (`json`: one object
+per line; `text`: a timestamped line with `key=value` fields). The request line is
+written by the observability middleware through `AccessLog`; it carries ids, timings,
+token counts and outcomes, never message content, headers or keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import time
+from typing import Any
+
+import orjson
+
+from gateway.settings import ConfigError, Settings
+
+ACCESS_LOGGER = "gateway.access"
+TRACE = 5  # uvicorn's extra level, below DEBUG
+_LEVELS = {
+    "critical": logging.CRITICAL,
+    "error": logging.ERROR,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+    "trace": TRACE,
+}
+
+
+def level_name(value: str) -> str:
+    """The level as uvicorn spells it (`info`, `warning`, …); ConfigError if unknown."""
+    name = value.strip().lower()
+    if name not in _LEVELS:
+        choices = ", ".join(k for k in _LEVELS if k != "warn")
+        raise ConfigError(f"log_level: '{value}' is not a log level; use one of {choices}")
+    return "warning" if name == "warn" else name
+
+
+def logging_config(settings: Settings) -> dict[str, Any]:
+    """A `logging.config.dictConfig` dict; uvicorn applies it in every worker process."""
+    level = _LEVELS[level_name(settings.log_level)]
+    # uvicorn's loggers hand their records to the root handler instead of their own.
+    uvicorn = {"level": level, "handlers": [], "propagate": True}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "json": {"()": "gateway.observability.logging.JsonFormatter"},
+            "text": {"()": "gateway.observability.logging.TextFormatter"},
+        },
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": settings.log_format,
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"level": level, "handlers": ["stderr"]},
+        "loggers": {name: dict(uvicorn) for name in ("uvicorn", "uvicorn.error", "uvicorn.access")},
+    }
+
+
+def configure_logging(settings: Settings) -> None:
+    """For entry points that do not go through uvicorn (e.g. MCP over stdio)."""
+    logging.addLevelName(TRACE, "TRACE")
+    logging.config.dictConfig(logging_config(settings))
+
+
+class _Timestamps:
+    """ISO 8601 UTC with milliseconds; the part up to the second is reused within it."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def format(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._prefix}.{int((created - second) * 1000):03d}Z"
+
+
+class JsonFormatter(logging.Formatter):
+    """`{"ts", "level", "logger", "msg", …fields}`, one object per line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._ts = _Timestamps()
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "ts": self._ts.format(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if fields:
+            data.update(fields)
+        if record.exc_info:
+            data["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(data, default=str).decode()
+
+
+class TextFormatter(logging.Formatter):
+    """`<ts> <LEVEL> <logger> <msg> key=value …` for people reading a terminal."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._ts = _Timestamps()
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = self._ts.format(record.created)
+        parts = [ts, record.levelname, record.name, record.getMessage()]
+        fields = getattr(record, "fields", None)
+        if fields:
+            parts.extend(f"{key}={_text_value(value)}" for key, value in fields.items())
+        line = " ".join(parts)
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def _text_value(value: Any) -> str:
+    if value is None:
+        return "-"
+    text = str(value)
+    # Quote only what would be ambiguous in a space-separated line.
+    return orjson.dumps(text).decode() if (" " in text or "=" in text or not text) else text
+
+
+class AccessLog:
+    """Writes the request line; callers ask `enabled()` first so a quiet level costs nothing."""
+
+    def __init__(self) -> None:
+        self.logger = logging.getLogger(ACCESS_LOGGER)
+
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
+    def emit(self, fields: dict[str, Any]) -> None:
+        # Built directly: `Logger.info` would also walk the stack to find the caller.
+        record = logging.LogRecord(ACCESS_LOGGER, logging.INFO, "", 0, "request", None, None)
+        record.fields = fields
+        self.logger.handle(record)

@@ -1,0 +1,265 @@
+"""Every Prometheus metric of the gateway, defined here and nowhere else.
+
+The names and labels are DESIGN.md's Metrics table, which dashboards and alerts
+depend on. The registry belongs to one `Metrics` object, which the services object
+owns; nothing is registered at import time.
+
+Label values stay bounded: routes are templates, methods a fixed set, providers and
+models come from configuration and the upstreams' model lists (anything else is
+counted as `other`), outcomes are error codes. Children are resolved once per label
+combination and kept, so the hot path does a dict lookup instead of `.labels()`.
+
+With `--workers N > 1`, prometheus-client runs in multiprocess mode (see
+`multiprocess.py`); `/metrics` then sums the files of every worker.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Collection
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    values,
+)
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+from gateway.observability.multiprocess import ENV_VAR
+from gateway.providers.base import CallStats
+
+# The classic text format: every Prometheus since 2.0 reads it, and our names need no escaping.
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+# The one label value for anything not known in advance (model, agent, tool, method, outcome).
+OTHER = "other"
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_OUTCOME = re.compile(r"^[a-z0-9_.-]{1,64}$")
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+# Upstreams choose their own error codes; a model gets at most this many distinct ones.
+_MAX_OUTCOMES = 32
+
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+LLM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
+TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30)
+# The gateway's own share is sub-millisecond when healthy; the buckets resolve that.
+OVERHEAD_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5,
+)  # fmt: skip
+
+ModelCheck = Callable[[str, str], bool]
+
+
+class _HttpSeries:
+    __slots__ = ("duration", "overhead", "requests")
+
+    def __init__(self, m: Metrics, method: str, route: str, status: int) -> None:
+        self.requests = m.http_requests.labels(method, route, str(status))
+        self.duration = m.http_duration.labels(method, route)
+        self.overhead = m.overhead.labels(route)
+
+
+class _LLMSeries:
+    __slots__ = ("_m", "_outcomes", "completion", "duration", "labels", "prompt", "retries", "ttft")
+
+    def __init__(self, m: Metrics, provider: str, model: str) -> None:
+        self._m = m
+        self.labels = (provider, model)
+        self.duration = m.llm_duration.labels(provider, model)
+        self.ttft = m.llm_ttft.labels(provider, model)
+        self.prompt = m.llm_tokens.labels(provider, model, "prompt")
+        self.completion = m.llm_tokens.labels(provider, model, "completion")
+        self.retries = m.llm_retries.labels(provider, model)
+        self._outcomes: dict[str, Any] = {}
+
+    def requests(self, outcome: str) -> Any:
+        child = self._outcomes.get(outcome)
+        if child is None:
+            if not _OUTCOME.match(outcome) or len(self._outcomes) >= _MAX_OUTCOMES:
+                outcome = OTHER
+            child = self._m.llm_requests.labels(*self.labels, outcome)
+            if len(self._outcomes) < _MAX_OUTCOMES:
+                self._outcomes[outcome] = child
+        return child
+
+
+class Metrics:
+    """The gateway's metric objects and their cached label children.
+
+    `providers` and `is_listed` say which provider and model names may become label
+    values; without them every name is accepted (tools and unit tests).
+    """
+
+    def __init__(
+        self,
+        *,
+        providers: Collection[str] | None = None,
+        is_listed: ModelCheck | None = None,
+    ) -> None:
+        self.multiprocess_dir = _multiprocess_dir()
+        self.registry = CollectorRegistry()
+        self._providers = providers
+        self._is_listed = is_listed
+        self._http: dict[tuple[str, str, int], _HttpSeries] = {}
+        self._llm: dict[tuple[str, str], _LLMSeries] = {}
+        self._define(self.registry)
+
+    def _define(self, r: CollectorRegistry) -> None:
+        self.http_requests = Counter(
+            "gateway_http_requests_total",
+            "HTTP requests answered, by route template and status.",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "gateway_http_request_duration_seconds",
+            "Time from a request's arrival to its last response byte (or the client leaving).",
+            ["method", "route"],
+            buckets=HTTP_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "gateway_http_requests_in_flight",
+            "HTTP requests being served right now.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.llm_requests = Counter(
+            "gateway_llm_requests_total",
+            "Upstream model calls, by outcome: success or the error code.",
+            ["provider", "model", "outcome"],
+            registry=r,
+        )
+        self.llm_duration = Histogram(
+            "gateway_llm_request_duration_seconds",
+            "Time spent waiting on the upstream for one call, retries included.",
+            ["provider", "model"],
+            buckets=LLM_BUCKETS,
+            registry=r,
+        )
+        self.llm_ttft = Histogram(
+            "gateway_llm_time_to_first_token_seconds",
+            "Time from sending a streamed call upstream to its first event.",
+            ["provider", "model"],
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self.llm_tokens = Counter(
+            "gateway_llm_tokens_total",
+            "Tokens reported by the upstreams' usage.",
+            ["provider", "model", "kind"],
+            registry=r,
+        )
+        self.llm_retries = Counter(
+            "gateway_llm_retries_total",
+            "Upstream attempts beyond the first.",
+            ["provider", "model"],
+            registry=r,
+        )
+        self.overhead = Histogram(
+            "gateway_overhead_seconds",
+            "Time spent in the gateway itself: request duration minus upstream wait.",
+            ["route"],
+            buckets=OVERHEAD_BUCKETS,
+            registry=r,
+        )
+        self.agent_turns = Counter(
+            "gateway_agent_turns_total", "Agent turns run.", ["agent"], registry=r
+        )
+        self.agent_steps = Counter(
+            "gateway_agent_steps_total",
+            "Model calls made inside agent turns.",
+            ["agent"],
+            registry=r,
+        )
+        self.mcp_tool_calls = Counter(
+            "gateway_mcp_tool_calls_total",
+            "MCP tool calls served, by outcome.",
+            ["tool", "outcome"],
+            registry=r,
+        )
+
+    # -- recording -----------------------------------------------------------------
+
+    def observe_http(
+        self, method: str, route: str, status: int, duration: float, overhead: float
+    ) -> None:
+        """One finished HTTP request; `route` must already be a template."""
+        if method not in _METHODS:
+            method = OTHER
+        series = self._http.get((method, route, status))
+        if series is None:
+            series = self._http[(method, route, status)] = _HttpSeries(self, method, route, status)
+        series.requests.inc()
+        series.duration.observe(duration)
+        series.overhead.observe(overhead)
+
+    def record_call(self, stats: CallStats) -> None:
+        """One upstream call (all its attempts), from the provider client's stats."""
+        series = self._llm.get((stats.provider, stats.model))
+        if series is None:
+            series = self._llm_series(stats.provider, stats.model)
+        series.requests(stats.outcome).inc()
+        series.duration.observe(stats.upstream_seconds)
+        if stats.first_token_seconds is not None:
+            series.ttft.observe(stats.first_token_seconds)
+        if stats.prompt_tokens:
+            series.prompt.inc(stats.prompt_tokens)
+        if stats.completion_tokens:
+            series.completion.inc(stats.completion_tokens)
+        if stats.attempts > 1:
+            series.retries.inc(stats.attempts - 1)
+
+    def _llm_series(self, provider: str, model: str) -> _LLMSeries:
+        known_provider = self._providers is None or provider in self._providers
+        if known_provider and (self._is_listed is None or self._is_listed(provider, model)):
+            key = (provider, model)
+        else:
+            # Only listed names are cached as keys, so arbitrary model ids cannot grow this.
+            key = (provider if known_provider else OTHER, OTHER)
+        series = self._llm.get(key)
+        if series is None:
+            series = self._llm[key] = _LLMSeries(self, *key)
+        return series
+
+    def agent_turn(self, agent: str, steps: int) -> None:
+        """One finished agent turn; `agent` must be the name of an existing agent."""
+        label = agent if _NAME.match(agent) else OTHER
+        self.agent_turns.labels(label).inc()
+        if steps:
+            self.agent_steps.labels(label).inc(steps)
+
+    def tool_call(self, tool: str, outcome: str) -> None:
+        """One MCP tool call; pass `OTHER` as `tool` for a name the server does not have."""
+        label = tool if _NAME.match(tool) else OTHER
+        self.mcp_tool_calls.labels(label, outcome if _OUTCOME.match(outcome) else OTHER).inc()
+
+    # -- exposition ----------------------------------------------------------------
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format: this process's registry, or every worker's files."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)
+        return generate_latest(registry)
+
+    def close(self) -> None:
+        """A worker that stops must drop out of the live-summed in-flight gauge."""
+        if self.multiprocess_dir is not None:
+            multiprocess.mark_process_dead(os.getpid(), self.multiprocess_dir)
+
+
+def _multiprocess_dir() -> str | None:
+    # prometheus_client chose file-backed values at import if the variable was set then;
+    # only in that case do the files hold what the other workers counted.
+    path = os.environ.get(ENV_VAR)
+    if path and getattr(values.ValueClass, "_multiprocess", False):
+        return path
+    return None

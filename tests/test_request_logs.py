@@ -1,0 +1,138 @@
+"""One structured log line per request: its fields, its request id, and nothing secret."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import subprocess
+import sys
+
+import httpx2
+import openai
+import pytest
+
+from gateway.observability.logging import ACCESS_LOGGER, JsonFormatter, TextFormatter, level_name
+from gateway.settings import ConfigError
+from tests.fake_upstream import Reply
+from tests.gateway_server import GatewayProcess, _clean_env
+
+CHAT = "/v1/chat/completions"
+SECRET_CONTENT = "the secret plan for tuesday"
+
+
+def access_lines(output: str) -> list[dict]:
+    lines = [json.loads(line) for line in output.splitlines() if line.strip()]
+    return [line for line in lines if line["logger"] == ACCESS_LOGGER]
+
+
+def test_served_gateway_writes_one_json_line_per_request(gateway_env, gateway_config):
+    env = {**gateway_env, "GATEWAY_API_KEYS": "gw-secret-key"}
+    gw = GatewayProcess(env, "--config", str(gateway_config)).start()
+    try:
+        client = openai.OpenAI(base_url=gw.base_url, api_key="gw-secret-key", max_retries=0)
+        messages = [{"role": "user", "content": SECRET_CONTENT}]
+        raw = client.chat.completions.with_raw_response.create(
+            model="openai/gpt-4o-mini", messages=messages, extra_headers={"X-Request-Id": "req-123"}
+        )
+        assert raw.headers["x-request-id"] == "req-123"
+        generated = client.chat.completions.with_raw_response.create(
+            model="openai/gpt-4o-mini", messages=messages, stream=True
+        )
+        list(generated.parse())
+        generated_id = generated.headers["x-request-id"]
+        assert re.fullmatch(r"[0-9a-f]{32}", generated_id)
+        assert httpx2.post(gw.url + CHAT, json={}).status_code == 401
+    finally:
+        output = gw.stop()
+
+    # uvicorn's own lines share the format: every line of the output is one JSON object.
+    records = [json.loads(line) for line in output.splitlines() if line.strip()]
+    assert any(r["logger"].startswith("uvicorn") for r in records)
+    # Start-up polled /healthz; those lines are there too.
+    by_id = {
+        line["request_id"]: line for line in access_lines(output) if line["route"] != "/healthz"
+    }
+    assert len(by_id) == 3
+    assert by_id["req-123"] | {"ts": "-", "duration_ms": 0, "upstream_ms": 0} == {
+        "ts": "-",
+        "level": "info",
+        "logger": ACCESS_LOGGER,
+        "msg": "request",
+        "request_id": "req-123",
+        "method": "POST",
+        "route": CHAT,
+        "status": 200,
+        "duration_ms": 0,
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "upstream_ms": 0,
+        "prompt_tokens": 7,
+        "completion_tokens": 3,
+        "retries": 0,
+        "outcome": "success",
+    }
+    assert by_id[generated_id]["ttft_ms"] >= 0
+    rejected = next(line for line in by_id.values() if line["status"] == 401)
+    assert rejected["route"] == CHAT and "provider" not in rejected
+    for secret in ("gw-secret-key", "sk-upstream-secret", SECRET_CONTENT, "echo:", "Bearer"):
+        assert secret not in output
+
+
+def test_log_line_reports_retries_and_a_broken_stream(gateway, upstream, caplog):
+    caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
+    client = openai.OpenAI(base_url=gateway.base_url, api_key="x", max_retries=0)
+    upstream.script(Reply.error(503), Reply.completion("fine"))
+    client.chat.completions.create(
+        model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "a"}]
+    )
+    chunk = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "delta": {"content": "par"}, "finish_reason": None}],
+    }
+    upstream.script(Reply.sse([chunk, chunk, chunk], cut_after=2))
+    stream = client.chat.completions.create(
+        model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "b"}], stream=True
+    )
+    with pytest.raises(openai.APIError):
+        list(stream)
+
+    fields = [r.fields for r in caplog.records if r.name == ACCESS_LOGGER]  # type: ignore[attr-defined]
+    assert [(f["status"], f["retries"], f["outcome"]) for f in fields] == [
+        (200, 1, "success"),
+        (200, 0, "upstream_unavailable"),
+    ]
+
+
+def test_formatters_render_fields():
+    record = logging.LogRecord(ACCESS_LOGGER, logging.INFO, "", 0, "request", None, None)
+    record.fields = {
+        "request_id": "r1",
+        "route": "/v1/models/{handle}",
+        "model": None,
+        "note": "a b",
+    }
+    line = json.loads(JsonFormatter().format(record))
+    assert line["request_id"] == "r1" and line["level"] == "info" and line["msg"] == "request"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["ts"])
+    text = TextFormatter().format(record)
+    assert text.endswith(
+        'INFO gateway.access request request_id=r1 route=/v1/models/{handle} model=- note="a b"'
+    )
+
+
+def test_log_level_is_checked():
+    assert level_name("WARN") == "warning" and level_name("Debug") == "debug"
+    with pytest.raises(ConfigError, match="log_level"):
+        level_name("loud")
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "serve", "--port", "0"],
+        env={**_clean_env(), "GATEWAY_LOG_LEVEL": "loud"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "log_level" in done.stderr
