@@ -113,9 +113,19 @@ def run_python_closed(
 
 
 def run_open(
-    url: str, model: str, stream: bool, rate: float, duration: float, cpu: int | None, api_key: str
+    url: str,
+    model: str,
+    stream: bool,
+    rate: float,
+    duration: float,
+    cpu: int | None,
+    api_key: str,
+    realtime: bool = False,
 ) -> OpenLoopResult:
+    # chrt: the generator runs under SCHED_FIFO like the targets (see procs.set_realtime).
+    rt = ["chrt", "-f", "1"] if realtime else []
     argv = [
+        *rt,
         sys.executable,
         str(HERE / "openloop.py"),
         "--url",

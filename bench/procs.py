@@ -243,3 +243,27 @@ def core_share(
     return CoreShare(
         100 * target_ticks / total, 100 * others / total, 100 * idle / total, 100 * steal / total
     )
+
+
+def set_realtime(pid: int, on: bool) -> bool:
+    """Switch every thread of a process tree to SCHED_FIFO (priority 1) or back to
+    the normal policy (its nice value is kept).  A real-time thread runs the moment
+    it wakes, instead of waiting out another task's time slice: that removes other
+    work on the machine from the latency percentiles.  False if not permitted."""
+    policy, param = (
+        (os.SCHED_FIFO, os.sched_param(1)) if on else (os.SCHED_OTHER, os.sched_param(0))
+    )
+    ok = True
+    for member in process_tree(pid):
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{member}/task")]
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                os.sched_setscheduler(tid, policy, param)
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                ok = False
+    return ok

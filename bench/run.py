@@ -316,7 +316,14 @@ def measure_open(bench: Bench, target: Target, scenario: Scenario) -> dict[str, 
     # Only the TTFT median is reported for streams, so that scenario can be shorter.
     duration = args.ttft_duration if scenario.stream else args.ol_duration
     result: OpenLoopResult = loadgen.run_open(
-        url, target.model, scenario.stream, args.rate, duration, args.load_cpu, bench.api_key()
+        url,
+        target.model,
+        scenario.stream,
+        args.rate,
+        duration,
+        args.load_cpu,
+        bench.api_key(),
+        args.realtime,
     )
     return result.to_dict()
 
@@ -385,10 +392,29 @@ def run_all(bench: Bench, targets: list[Target]) -> None:
     machine then spreads over all targets instead of biasing one."""
     for scenario in scenarios(bench.args):
         set_upstream(bench, scenario)
-        for run in range(bench.args.runs):
-            for target in targets:
-                run_one(bench, target, scenario, run)
-                time.sleep(0.2)  # let closed connections and timers settle
+        realtime = bench.args.realtime and scenario.open_loop
+        set_realtime(bench, targets, realtime)
+        try:
+            for run in range(bench.args.runs):
+                for target in targets:
+                    run_one(bench, target, scenario, run)
+                    time.sleep(0.2)  # let closed connections and timers settle
+        finally:
+            set_realtime(bench, targets, False)
+
+
+def set_realtime(bench: Bench, targets: list[Target], on: bool) -> None:
+    """Open-loop runs only: the processes are mostly idle there, so SCHED_FIFO costs
+    nobody anything, and it keeps other work on the machine out of the latency
+    tails.  (Saturating runs stay at normal policy: a real-time process at 100 %
+    would starve the kernel's own threads on its core.)"""
+    procs_ = [t.proc for t in targets if t.proc is not None and t.proc.alive()]
+    if bench.upstream is not None:
+        procs_.append(bench.upstream)
+    ok = all([procs.set_realtime(p.pid, on) for p in procs_])
+    if on and not ok:
+        bench.notes.append("could not switch to SCHED_FIFO for the open-loop runs")
+        bench.args.realtime = False
 
 
 # ---------------------------------------------------------------- report
@@ -533,7 +559,7 @@ def interference(targets: list[Target], threshold: float = 10.0) -> list[str]:
                 out.append(
                     f"- ⚠ {target.label}, {key}: other processes or the hypervisor took "
                     f"{lost:.0f}% of the target's core (median), so its throughput is "
-                    "understated; rerun on a quiet machine"
+                    "possibly understated; rerun on a quiet machine"
                 )
     return out
 
@@ -571,7 +597,8 @@ def environment(bench: Bench) -> list[str]:
         f"- closed loop: {gen}, {args.duration:g} s per run after {args.warmup:g} s warm-up; "
         f"open loop: bench/openloop.py at {args.rate:g} req/s, "
         f"{args.ol_duration:g} s per latency run, {args.ttft_duration:g} s per TTFT run "
-        f"with SSE events {args.ol_chunk_delay * 1000:g} ms apart",
+        f"with SSE events {args.ol_chunk_delay * 1000:g} ms apart"
+        f"{', under SCHED_FIFO' if args.realtime else ''}",
         f"- medians of {args.runs} run(s); gateway auth {'on' if args.gateway_auth else 'off'}; "
         f"load average at start {bench.load_at_start} (other work on the machine skews results)",
     ]
@@ -739,6 +766,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=-15,
         help="niceness of the targets, upstream and load generators (default -15, needs root; "
         "0 to leave priorities alone)",
+    )
+    p.add_argument(
+        "--realtime",
+        action=argparse.BooleanOptionalAction,
+        default=os.geteuid() == 0,
+        help="run the open-loop (latency) scenarios under SCHED_FIFO (default on as root)",
     )
     p.add_argument(
         "--lock-timeout",

@@ -60,15 +60,19 @@ Command = Callable[[Any, argparse.Namespace], Awaitable[int]]
 
 def _run(command: Command) -> Callable[[argparse.Namespace, Settings], int]:
     def run(args: argparse.Namespace, settings: Settings) -> int:
+        from gateway.agents.store import StoreUnavailable
         from gateway.services import Services
 
         async def main() -> int:
             services = Services(settings)
-            await services.start()
             try:
+                await services.start()
                 return await command(services.agents, args)
             except errors.GatewayError as exc:
                 print(f"gateway: {exc.message}", file=sys.stderr)
+                return EXIT_FAILED
+            except StoreUnavailable as exc:
+                print(f"gateway: {exc}", file=sys.stderr)
                 return EXIT_FAILED
             finally:
                 await services.close()

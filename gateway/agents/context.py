@@ -17,6 +17,9 @@ import orjson
 from gateway.agents.schemas import AgentRecord, Block, StoredMessage
 
 MESSAGE_OVERHEAD = 4
+# For a model whose window nobody knows (no provider list, no agent limit): without a
+# cap the history would grow until every request failed as too long.
+DEFAULT_WINDOW = 32768
 # Without a max_tokens of its own, an agent keeps this share of the window for replies.
 REPLY_SHARE = 8
 REPLY_CAP = 4096
@@ -73,10 +76,9 @@ def render_system(
 
 def history_budget(
     window: int | None, max_tokens: int | None, system: str, tools: Sequence[dict[str, Any]]
-) -> int | None:
-    """Tokens the history may use, or None when the window is unknown (no trimming)."""
-    if window is None:
-        return None
+) -> int:
+    """Tokens the history may use in a window of `window` tokens (None: unknown)."""
+    window = window or DEFAULT_WINDOW
     reserve = max_tokens or min(REPLY_CAP, window // REPLY_SHARE)
     fixed = estimate_tokens({"content": system})
     if tools:

@@ -1,19 +1,22 @@
 """The store's database engine: plain URLs to async drivers, SQLite set-up, migrations.
 
 Users write `sqlite:///data/gateway.db` or `postgresql://user@host/db`; the gateway
-picks aiosqlite or asyncpg. SQLite runs in WAL mode with a busy timeout; reads begin
-a plain (deferred) transaction, and writes, made through `writer(engine)`, begin with
-`BEGIN IMMEDIATE`: a transaction that reads and then writes would otherwise fail at
-once (SQLITE_BUSY, busy timeout ignored) whenever another connection wrote in between.
+picks aiosqlite or asyncpg. SQLite runs in WAL mode with a busy timeout. Reads
+(`reader(engine)`) run outside transactions on both databases. Writes
+(`writer(engine)`) begin, on SQLite, with `BEGIN IMMEDIATE`: a transaction that reads
+and then writes would otherwise fail at once (SQLITE_BUSY, busy timeout ignored)
+whenever another connection wrote in between.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
 from sqlalchemy import Connection, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -85,9 +88,10 @@ def create_engine(url: URL) -> AsyncEngine:
         engine = create_async_engine(url, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW)
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(
-        url, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW, pool_pre_ping=True
-    )
+    # No pre-ping: it costs three round trips a checkout. After a server restart the
+    # first statement fails, SQLAlchemy recycles the whole pool, and that request's
+    # error goes to its client (a failed turn resumes when its input is sent again).
+    return create_async_engine(url, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -106,8 +110,10 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        write = conn.get_execution_options().get(WRITE_OPTION, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        # Reads run without a transaction (each statement on its own, as `reader` does
+        # on PostgreSQL); writes take the write lock up front.
+        if conn.get_execution_options().get(WRITE_OPTION, False):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def writer(engine: AsyncEngine) -> AsyncEngine:
@@ -115,15 +121,32 @@ def writer(engine: AsyncEngine) -> AsyncEngine:
     return engine.execution_options(**{WRITE_OPTION: True})
 
 
-async def migrate(engine: AsyncEngine) -> None:
-    """Bring the schema to the newest revision; concurrent starters wait for each other."""
+def reader(engine: AsyncEngine) -> AsyncEngine:
+    """The same pool, for reads: no transaction, so no BEGIN and ROLLBACK round trips.
+
+    A read of several statements (an agent and its memory blocks) may then see a
+    change committed between them; none of the store's reads needs more than that.
+    """
+    if engine.dialect.name == "sqlite":
+        return engine  # its "begin" hook starts nothing for reads
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+async def migrate(engine: AsyncEngine) -> str | None:
+    """Bring the schema to the newest revision, which is returned.
+
+    Concurrent starters wait for each other; the second finds nothing to do.
+    """
     async with writer(engine).begin() as conn:
         await locking.migration_lock(conn)
-        await conn.run_sync(_upgrade)
+        return await conn.run_sync(_upgrade)
 
 
-def _upgrade(connection: Connection) -> None:
+def _upgrade(connection: Connection) -> str | None:
+    # Alembic reports every start at INFO; one line of ours (in the store) is enough.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
+    return MigrationContext.configure(connection).get_current_revision()

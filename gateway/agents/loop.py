@@ -110,7 +110,13 @@ class AgentLoop:
     async def tools_for(self, agent: AgentRecord) -> dict[str, Tool]:
         tools = {name: BUILTINS[name] for name in agent.tools if name in BUILTINS}
         for source in self.sources:
-            for tool in await source.tools_for(agent):
+            try:
+                found = await source.tools_for(agent)
+            except Exception:
+                # A tool source that is down costs the agent those tools, not the turn.
+                log.exception("agent %s: a tool source failed", agent.name)
+                continue
+            for tool in found:
                 tools.setdefault(tool.name, tool)
         return tools
 
@@ -212,7 +218,11 @@ class AgentLoop:
                 tuple(c["function"]["name"] for c in reply.tool_calls),
                 not reply.tool_calls,
             )
-            await run.options.on_step(event)
+            try:
+                await run.options.on_step(event)
+            except Exception:
+                # Progress is a courtesy: the step is stored, the turn goes on.
+                log.exception("agent %s: on_step failed", run.agent.name)
 
     def _request(self, run: _Run) -> dict[str, Any]:
         names = list(run.tools)
@@ -221,8 +231,7 @@ class AgentLoop:
         budget = context.history_budget(
             run.config.context_window, run.agent.max_tokens, system, schemas
         )
-        if budget is not None:
-            self._trim(run, budget)
+        if self._trim(run, budget):
             system = context.render_system(run.agent, run.agent.memory_blocks, run.evicted, names)
         reasoning = run.agent.enable_reasoner
         messages = [{"role": "system", "content": system}]
@@ -234,7 +243,8 @@ class AgentLoop:
             body["tools"] = schemas
         return body
 
-    def _trim(self, run: _Run, budget: int) -> None:
+    def _trim(self, run: _Run, budget: int) -> bool:
+        """Drop what no longer fits from the front of the history; True if anything went."""
         protect = next(
             (i for i, m in enumerate(run.history) if m.turn_id == run.state.id), len(run.history)
         )
@@ -242,6 +252,7 @@ class AgentLoop:
         if start > 0:
             run.evicted = run.history[start].seq
             del run.history[:start]
+        return start > 0
 
     def _context_start(self, run: _Run) -> int | None:
         if run.history and run.history[0].seq > run.session.context_start:

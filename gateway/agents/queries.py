@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 
 from gateway.agents import tables as t
 
@@ -22,9 +22,29 @@ AGENT = select(t.agents).where(
 
 _last_seq = select(func.max(_m.c.seq)).where(_m.c.conversation_id == _c.c.id).scalar_subquery()
 
-# (id, context_start, last) of a conversation: params agent_id, key.
-CONVERSATION = select(_c.c.id, _c.c.context_start, _last_seq.label("last")).where(
-    _c.c.agent_id == bindparam("agent_id"), _c.c.key == bindparam("key")
+_latest = _t.alias("latest")
+_latest_created = (
+    select(func.max(_t.c.created_at)).where(_t.c.conversation_id == _c.c.id).scalar_subquery()
+)
+# A conversation (id, context_start, last seq) and its newest turn's (latest_id,
+# latest_status, latest_hash), which decide whether a request resumes that turn;
+# params agent_id, key. One statement where two would do: it runs on every turn.
+CONVERSATION = (
+    select(
+        _c.c.id,
+        _c.c.context_start,
+        _last_seq.label("last"),
+        _latest.c.id.label("latest_id"),
+        _latest.c.status.label("latest_status"),
+        _latest.c.input_hash.label("latest_hash"),
+    )
+    .select_from(
+        _c.outerjoin(
+            _latest,
+            and_(_latest.c.conversation_id == _c.c.id, _latest.c.created_at == _latest_created),
+        )
+    )
+    .where(_c.c.agent_id == bindparam("agent_id"), _c.c.key == bindparam("key"))
 )
 NEW_CONVERSATION = insert(_c).returning(_c.c.id)
 
@@ -35,12 +55,11 @@ TURN_BY_KEY = (
     .join(_k, _k.c.turn_id == _t.c.id)
     .where(_k.c.agent_id == bindparam("agent_id"), _k.c.key == bindparam("key"))
 )
-# The newest turn of a conversation: param conversation_id.
-LATEST_TURN = (
+# A turn by id: param turn_id.
+TURN = (
     select(*_turn_columns)
     .outerjoin(_k, _k.c.turn_id == _t.c.id)
-    .where(_t.c.conversation_id == bindparam("conversation_id"))
-    .order_by(_t.c.created_at.desc())
+    .where(_t.c.id == bindparam("turn_id"))
     .limit(1)
 )
 NEW_TURN = insert(_t)

@@ -48,6 +48,15 @@ TurnHook = Callable[[AgentRecord, TurnResult], None]
 AgentListener = Callable[[str, AgentRecord], None]
 
 _END = object()
+_NOT_NULL = (
+    "name",
+    "model",
+    "system",
+    "description",
+    "enable_reasoner",
+    "mcp_servers",
+    "memory_blocks",
+)
 
 
 class AgentService:
@@ -101,7 +110,8 @@ class AgentService:
             check_blocks(patch.memory_blocks)
         agent = await self.store.get_agent(ref)
         changes = patch.changes()
-        for field in ("name", "model", "system", "description", "enable_reasoner"):
+        # A null `tools` means every built-in, as at creation; these have no null meaning.
+        for field in _NOT_NULL:
             if field in changes and changes[field] is None:
                 raise errors.InvalidRequest(f"'{field}' cannot be null", param=field)
         blocks_in = changes.pop("memory_blocks", None)
@@ -129,6 +139,10 @@ class AgentService:
 
     def add_listener(self, listener: AgentListener) -> None:
         self._listeners.append(listener)
+
+    def add_tool_source(self, source: ToolSource) -> None:
+        """Offer a source's tools (e.g. MCP servers') to the agents it serves."""
+        self.loop.sources.append(source)
 
     # -- history -------------------------------------------------------------------
 
@@ -323,7 +337,11 @@ def user_inputs(message: str | Sequence[Mapping[str, Any]]) -> list[StoredMessag
     if isinstance(message, str):
         message = [{"role": "user", "content": message}]
     out: list[StoredMessage] = []
-    for item in message:
+    for i, item in enumerate(message):
+        if item.get("role", "user") != "user":
+            raise errors.InvalidRequest(
+                "an agent turn takes user messages only", param=f"messages[{i}].role"
+            )
         content = item.get("content")
         if isinstance(content, str):
             text, parts = content, None

@@ -8,6 +8,7 @@ running turn live in `turns.py`.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -25,26 +26,40 @@ from gateway.agents.locking import TurnLocks, WriteGate, lock_key
 from gateway.agents.schemas import AgentRecord, Block, StoredMessage
 from gateway.agents.turns import TurnSession, message_from_row
 
+log = logging.getLogger("gateway.agents")
+
+
+class StoreUnavailable(RuntimeError):
+    """The store cannot be opened (unreachable server, bad credentials, unwritable file)."""
+
 
 class AgentStore:
     def __init__(self, url: str) -> None:
         self.url = engine_mod.async_url(url)
         self.engine = engine_mod.create_engine(self.url)
         self.writer = engine_mod.writer(self.engine)
+        self.reader = engine_mod.reader(self.engine)
         self.dialect = self.url.get_backend_name()
         self.locks = TurnLocks(self.dialect, engine_mod.sqlite_path(self.url))
         self.gate = WriteGate(self.dialect)
 
     async def open(self) -> None:
         """Apply pending migrations (the store is usable after this)."""
-        await engine_mod.migrate(self.engine)
+        try:
+            revision = await engine_mod.migrate(self.engine)
+        except Exception as exc:
+            where = self.url.render_as_string(hide_password=True)
+            raise StoreUnavailable(
+                f"the agent store {where} cannot be opened: {type(exc).__name__}: {exc}"
+            ) from None
+        log.info("agent store %s at schema revision %s", self.dialect, revision)
 
     async def close(self) -> None:
         await self.engine.dispose()
         self.locks.close()
 
     async def ping(self) -> None:
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
     # -- agents --------------------------------------------------------------------
@@ -61,7 +76,7 @@ class AgentStore:
         return await self.get_agent(row["id"])
 
     async def list_agents(self) -> list[AgentRecord]:
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             rows = (await conn.execute(select(t.agents).order_by(t.agents.c.created_at))).all()
             blocks = await _blocks_of(conn, None)
         return [_agent(r._mapping, blocks.get(r.id, ())) for r in rows]
@@ -71,7 +86,7 @@ class AgentStore:
 
         `blocks=False` skips the memory blocks (a turn reads them under its lock).
         """
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             rows = (await conn.execute(q.AGENT, {"ref": ref})).all()
             if not rows:
                 raise errors.AgentNotFound(f"agent '{ref}' does not exist", param="agent")
@@ -133,7 +148,7 @@ class AgentStore:
             if before is not None:
                 query = query.where(m.c.id < before)
             query = query.order_by(m.c.id.desc())
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             rows = (await conn.execute(query)).all()
         more = len(rows) > limit
         page = [message_from_row(r, conversation) for r in rows[:limit]]

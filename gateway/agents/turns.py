@@ -61,6 +61,8 @@ class TurnSession:
         self.conversation_id = 0
         self.context_start = 0
         self.next_seq = 0
+        # (id, input hash) of the conversation's newest turn, if it did not finish.
+        self._unfinished: tuple[str, str] | None = None
 
     @contextlib.asynccontextmanager
     async def _tx(self) -> AsyncIterator[None]:
@@ -95,10 +97,21 @@ class TurnSession:
         `counts=False` for what is not a model call (the step limit's closing message).
         """
         tx = StepTx(self, state, counts)
-        async with self._tx():
-            yield tx
-            await tx.flush()
+        try:
+            async with self._tx():
+                yield tx
+                await tx.flush()
+        except IntegrityError:
+            # The rows the step refers to are gone: the agent was deleted mid-turn.
+            if await self._agent_exists():
+                raise
+            raise errors.AgentNotFound(f"agent '{self.agent_id}' was deleted") from None
         tx.applied()
+
+    async def _agent_exists(self) -> bool:
+        query = select(t.agents.c.id).where(t.agents.c.id == self.agent_id)
+        async with self._tx():
+            return (await self.conn.execute(query)).first() is not None
 
     async def fail(self, state: TurnState, error: errors.GatewayError) -> None:
         async with self._tx():
@@ -126,6 +139,8 @@ class TurnSession:
             return
         self.conversation_id, self.context_start = row.id, row.context_start
         self.next_seq = 0 if row.last is None else row.last + 1
+        if row.latest_id is not None and row.latest_status != "done":
+            self._unfinished = (row.latest_id, row.latest_hash)
 
     async def _create_conversation(self) -> int:
         values = {
@@ -149,12 +164,13 @@ class TurnSession:
                         param="Idempotency-Key",
                     )
                 return row
-        latest = {"conversation_id": self.conversation_id}
-        row = (await self.conn.execute(q.LATEST_TURN, latest)).first()
-        # A turn still "running" under our lock belonged to a process that died.
-        if row is not None and row.status != "done" and row.input_hash == input_hash:
-            if key is None or row.key is None:
-                return row
+        # The newest turn failed, or is still "running" under our lock because the
+        # process that ran it died: the same input again continues it.
+        if self._unfinished is None or self._unfinished[1] != input_hash:
+            return None
+        row = (await self.conn.execute(q.TURN, {"turn_id": self._unfinished[0]})).first()
+        if row is not None and (key is None or row.key is None):
+            return row
         return None
 
     async def _new_turn(self, inputs: Sequence[StoredMessage], input_hash: str) -> TurnState:

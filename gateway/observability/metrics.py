@@ -9,8 +9,9 @@ models come from configuration and the upstreams' model lists (anything else is
 counted as `other`), outcomes are error codes. Children are resolved once per label
 combination and kept, so the hot path does a dict lookup instead of `.labels()`.
 
-With `--workers N > 1`, prometheus-client runs in multiprocess mode (see
-`multiprocess.py`); `/metrics` then sums the files of every worker.
+With one worker the numbers are plain floats (`inprocess.py`), exposed through
+prometheus-client at scrape time. With `--workers N > 1` prometheus-client runs in
+multiprocess mode (see `multiprocess.py`) and `/metrics` sums every worker's files.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from gateway.observability.inprocess import Family, FamilyCollector
 from gateway.observability.multiprocess import ENV_VAR
 from gateway.providers.base import CallStats
 
@@ -54,6 +56,18 @@ OVERHEAD_BUCKETS = (
 )  # fmt: skip
 
 ModelCheck = Callable[[str, str], bool]
+
+
+def _shared_gauge(name: str, doc: str, labels: tuple[str, ...], **kw: Any) -> Gauge:
+    # Each worker reports its own requests in flight; the live workers' values are summed.
+    return Gauge(name, doc, labels, multiprocess_mode="livesum", **kw)
+
+
+_SHARED: dict[str, Callable[..., Any]] = {
+    "counter": Counter,
+    "gauge": _shared_gauge,
+    "histogram": Histogram,
+}
 
 
 class _HttpSeries:
@@ -108,82 +122,91 @@ class Metrics:
         self._is_listed = is_listed
         self._http: dict[tuple[str, str, int], _HttpSeries] = {}
         self._llm: dict[tuple[str, str], _LLMSeries] = {}
-        self._define(self.registry)
+        families: list[Family] = []
+        self._define(families)
+        if self.multiprocess_dir is None:
+            self.registry.register(FamilyCollector(families))
 
-    def _define(self, r: CollectorRegistry) -> None:
-        self.http_requests = Counter(
+    def _define(self, families: list[Family]) -> None:
+        def metric(kind: str, name: str, doc: str, labels: tuple[str, ...] = (), **kw: Any) -> Any:
+            if self.multiprocess_dir is not None:
+                # Samples go to this worker's files, which `exposition` sums.
+                return _SHARED[kind](name, doc, labels, registry=self.registry, **kw)
+            family = Family(kind, name, doc, labels, kw.get("buckets", ()))
+            families.append(family)
+            return family
+
+        provider_model = ("provider", "model")
+        self.http_requests = metric(
+            "counter",
             "gateway_http_requests_total",
             "HTTP requests answered, by route template and status.",
-            ["method", "route", "status"],
-            registry=r,
+            ("method", "route", "status"),
         )
-        self.http_duration = Histogram(
+        self.http_duration = metric(
+            "histogram",
             "gateway_http_request_duration_seconds",
             "Time from a request's arrival to its last response byte (or the client leaving).",
-            ["method", "route"],
+            ("method", "route"),
             buckets=HTTP_BUCKETS,
-            registry=r,
         )
-        self.in_flight = Gauge(
-            "gateway_http_requests_in_flight",
-            "HTTP requests being served right now.",
-            registry=r,
-            multiprocess_mode="livesum",
+        in_flight = metric(
+            "gauge", "gateway_http_requests_in_flight", "HTTP requests being served right now."
         )
-        self.llm_requests = Counter(
+        # Touched twice per request: hold the value itself, not its family.
+        self.in_flight = in_flight.labels() if isinstance(in_flight, Family) else in_flight
+        self.llm_requests = metric(
+            "counter",
             "gateway_llm_requests_total",
             "Upstream model calls, by outcome: success or the error code.",
-            ["provider", "model", "outcome"],
-            registry=r,
+            (*provider_model, "outcome"),
         )
-        self.llm_duration = Histogram(
+        self.llm_duration = metric(
+            "histogram",
             "gateway_llm_request_duration_seconds",
             "Time spent waiting on the upstream for one call, retries included.",
-            ["provider", "model"],
+            provider_model,
             buckets=LLM_BUCKETS,
-            registry=r,
         )
-        self.llm_ttft = Histogram(
+        self.llm_ttft = metric(
+            "histogram",
             "gateway_llm_time_to_first_token_seconds",
             "Time from sending a streamed call upstream to its first event.",
-            ["provider", "model"],
+            provider_model,
             buckets=TTFT_BUCKETS,
-            registry=r,
         )
-        self.llm_tokens = Counter(
+        self.llm_tokens = metric(
+            "counter",
             "gateway_llm_tokens_total",
             "Tokens reported by the upstreams' usage.",
-            ["provider", "model", "kind"],
-            registry=r,
+            (*provider_model, "kind"),
         )
-        self.llm_retries = Counter(
+        self.llm_retries = metric(
+            "counter",
             "gateway_llm_retries_total",
             "Upstream attempts beyond the first.",
-            ["provider", "model"],
-            registry=r,
+            provider_model,
         )
-        self.overhead = Histogram(
+        self.overhead = metric(
+            "histogram",
             "gateway_overhead_seconds",
             "Time spent in the gateway itself: request duration minus upstream wait.",
-            ["route"],
+            ("route",),
             buckets=OVERHEAD_BUCKETS,
-            registry=r,
         )
-        self.agent_turns = Counter(
-            "gateway_agent_turns_total", "Agent turns run.", ["agent"], registry=r
+        self.agent_turns = metric(
+            "counter", "gateway_agent_turns_total", "Agent turns run.", ("agent",)
         )
-        self.agent_steps = Counter(
+        self.agent_steps = metric(
+            "counter",
             "gateway_agent_steps_total",
             "Model calls made inside agent turns.",
-            ["agent"],
-            registry=r,
+            ("agent",),
         )
-        self.mcp_tool_calls = Counter(
-            "gateway_mcp_tool_calls_total",
-            "MCP tool calls served, by outcome.",
-            ["tool", "outcome"],
-            registry=r,
-        )
+        self.mcp_tool_calls = metric(
+            "counter", "gateway_mcp_tool_calls_total", "MCP tool calls served, by outcome.",
+            ("tool", "outcome"),
+        )  # fmt: skip
 
     # -- recording -----------------------------------------------------------------
 

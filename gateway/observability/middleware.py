@@ -37,7 +37,7 @@ class ObservabilityMiddleware:
         self._metrics: Metrics = services.metrics
         self._tracing: Tracing | None = services.tracing
         self._in_flight = self._metrics.in_flight
-        self._access = AccessLog()
+        self._access = AccessLog(services.settings.log_format)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,7 +71,8 @@ class ObservabilityMiddleware:
         # Recording must never turn a served request into an error.
         try:
             state = scope.get("state") or {}
-            calls = _calls(state.get("call_stats"))
+            stats = state.get("call_stats")
+            calls = () if stats is None else (stats,) if type(stats) is CallStats else tuple(stats)
             route = route_template(scope, root_path)
             method = scope["method"]
             if span is not None and self._tracing is not None:
@@ -89,53 +90,57 @@ class ObservabilityMiddleware:
             for stats in calls:
                 self._metrics.record_call(stats)
             if self._access.enabled():
-                self._access.emit(_fields(state, method, route, status, duration, calls))
+                record = self._access.record()
+                _add_fields(record, state, method, route, status, duration, calls)
+                self._access.write(record)
         except Exception:
             log.exception("recording the request's metrics failed")
-
-
-def _calls(value: Any) -> Sequence[CallStats]:
-    if value is None:
-        return ()
-    if isinstance(value, CallStats):
-        return (value,)
-    return tuple(value)
 
 
 def _upstream(calls: Sequence[CallStats]) -> float:
     return sum(c.upstream_seconds for c in calls)
 
 
-def _fields(
+def _add_fields(
+    fields: dict[str, Any],
     state: dict[str, Any],
     method: str,
     route: str,
     status: int,
     duration: float,
     calls: Sequence[CallStats],
-) -> dict[str, Any]:
+) -> None:
     """The log line's fields; no headers, bodies or keys ever reach it."""
-    fields: dict[str, Any] = {
-        "request_id": state.get("request_id"),
-        "method": method,
-        "route": route,
-        "status": status,
-        "duration_ms": round(duration * 1000, 3),
-    }
-    if calls:
-        last = calls[-1]
-        fields["provider"] = last.provider
-        fields["model"] = last.model
-        fields["upstream_ms"] = round(_upstream(calls) * 1000, 3)
-        if last.first_token_seconds is not None:
-            fields["ttft_ms"] = round(last.first_token_seconds * 1000, 3)
+    fields["request_id"] = state.get("request_id")
+    fields["method"] = method
+    fields["route"] = route
+    fields["status"] = status
+    fields["duration_ms"] = _ms(duration)
+    if not calls:
+        return
+    last = calls[-1]
+    fields["provider"] = last.provider
+    fields["model"] = last.model
+    if len(calls) == 1:
+        fields["upstream_ms"] = _ms(last.upstream_seconds)
+        fields["prompt_tokens"] = last.prompt_tokens
+        fields["completion_tokens"] = last.completion_tokens
+        fields["retries"] = last.attempts - 1 if last.attempts > 1 else 0
+        fields["outcome"] = last.outcome
+    else:
+        fields["upstream_ms"] = _ms(_upstream(calls))
         fields["prompt_tokens"] = sum(c.prompt_tokens for c in calls)
         fields["completion_tokens"] = sum(c.completion_tokens for c in calls)
         fields["retries"] = sum(c.retries for c in calls)
         fields["outcome"] = next((c.outcome for c in calls if c.outcome != "success"), "success")
-        if len(calls) > 1:
-            fields["calls"] = len(calls)
-    return fields
+        fields["calls"] = len(calls)
+    if last.first_token_seconds is not None:
+        fields["ttft_ms"] = _ms(last.first_token_seconds)
+
+
+def _ms(seconds: float) -> float:
+    # Milliseconds to the microsecond; cheaper than round().
+    return int(seconds * 1_000_000) / 1000
 
 
 def route_template(scope: Scope, root_path: str = "") -> str:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from pathlib import Path
 
 import httpx2
+import pytest
 
 from tests.agents.conftest import create, history
 from tests.fake_upstream import FakeUpstream, Reply
@@ -56,3 +58,44 @@ def test_two_processes_serialize_the_turns_of_one_conversation(
     finally:
         for proc in procs:
             proc.stop()
+
+
+def test_a_turn_cut_by_a_crash_resumes_when_the_client_retries(
+    backend: str, upstream: FakeUpstream, gateway_config: Path, tmp_path: Path
+) -> None:
+    env = {
+        "OPENAI_API_KEY": "sk-upstream-secret",
+        "OPENAI_BASE_URL": upstream.base_url,
+        "GATEWAY_DATABASE_URL": backend,
+        "GATEWAY_LOG_LEVEL": "WARNING",
+    }
+    first = GatewayProcess(env, "--config", str(gateway_config)).start(timeout=60)
+    try:
+        with httpx2.Client(base_url=first.url, timeout=60) as client:
+            create(client)
+        # The upstream holds the reply until the process is gone.
+        upstream.script(Reply.delay(30, Reply.completion(content="never sent")))
+        pool = concurrent.futures.ThreadPoolExecutor(1)
+        pending = pool.submit(
+            httpx2.post, first.url + "/v1/agents/ada/messages", json={"message": "hi"}, timeout=60
+        )
+        deadline = time.monotonic() + 20
+        while not upstream.chat_requests and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert first.proc is not None
+        first.proc.kill()  # no shutdown: the turn is cut where it stands
+        with pytest.raises(httpx2.HTTPError):
+            pending.result()
+        pool.shutdown()
+    finally:
+        first.stop()
+
+    with GatewayProcess(env, "--config", str(gateway_config)) as second:
+        with httpx2.Client(base_url=second.url, timeout=60) as client:
+            assert [m["role"] for m in history(client, "ada")] == ["user"]
+            upstream.script(Reply.completion(content="hello again"))
+            turn = client.post("/v1/agents/ada/messages", json={"message": "hi"}).json()
+            stored = history(client, "ada")
+    assert turn["reply"] == "hello again"
+    assert [m["role"] for m in stored] == ["user", "assistant"]
+    assert stored[0]["turn_id"] == stored[1]["turn_id"] == turn["turn_id"]

@@ -293,3 +293,19 @@ def test_default_model_is_used_when_none_is_given(
     with httpx2.Client(base_url=gw.url) as rest:
         response = rest.post("/v1/agents", json={"name": "plain"})
         assert response.status_code == 201 and response.json()["model"] == "openai/gpt-4o"
+
+
+def test_agent_deleted_mid_turn_ends_the_turn_with_not_found(
+    gw: GatewayServer, rest: httpx2.Client, sdk: openai.OpenAI, upstream: FakeUpstream
+) -> None:
+    create(rest)
+
+    def delete_then_answer(record: Any) -> Reply:
+        assert httpx2.delete(f"{gw.url}/v1/agents/ada").status_code == 200
+        return Reply.completion(content="too late")
+
+    upstream.script(delete_then_answer)
+    with pytest.raises(openai.NotFoundError) as gone:
+        ask(sdk, "hello?")
+    assert gone.value.body["code"] == "model_not_found"  # type: ignore[index]
+    assert rest.get("/v1/agents").json()["data"] == []

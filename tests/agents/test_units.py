@@ -12,10 +12,12 @@ from sqlalchemy import Connection
 from gateway import errors
 from gateway.agents import context
 from gateway.agents.engine import async_url
+from gateway.agents.loop import llm_params
 from gateway.agents.schemas import StoredMessage
 from gateway.agents.store import AgentStore
 from gateway.agents.tables import metadata
 from gateway.http.agent_chat import new_input
+from gateway.routing.router import LLMConfig
 from gateway.settings import ConfigError
 
 
@@ -76,7 +78,8 @@ def test_trimming_keeps_what_fits_and_cuts_before_a_user_message() -> None:
 
 
 def test_history_budget_reserves_room_for_the_reply() -> None:
-    assert context.history_budget(None, None, "sys", []) is None
+    unknown = context.history_budget(None, None, "", [])
+    assert unknown == context.history_budget(context.DEFAULT_WINDOW, None, "", [])
     assert context.history_budget(8000, None, "", []) == 8000 - 1000 - context.MESSAGE_OVERHEAD
     assert context.history_budget(8000, 500, "", []) == 8000 - 500 - context.MESSAGE_OVERHEAD
 
@@ -94,3 +97,22 @@ def test_new_input_is_what_follows_the_last_assistant_message() -> None:
     assert [m["content"] for m in new_input(messages[:2])] == ["a"]
     with pytest.raises(errors.InvalidRequest):
         new_input(messages[:3])
+
+
+def test_llm_knobs_become_request_fields() -> None:
+    def config(**knobs: Any) -> LLMConfig:
+        base: dict[str, Any] = {
+            "max_tokens": None,
+            "max_reasoning_tokens": None,
+            "enable_reasoner": False,
+        }
+        return LLMConfig("openai/x", "openai", "x", 1000, **{**base, **knobs})
+
+    assert llm_params(config()) == {}
+    assert llm_params(config(max_tokens=100)) == {"max_tokens": 100}
+    # Without the reasoner on, a reasoning budget sends nothing about reasoning.
+    assert llm_params(config(max_tokens=100, max_reasoning_tokens=50)) == {"max_tokens": 100}
+    assert llm_params(config(max_tokens=100, max_reasoning_tokens=50, enable_reasoner=True)) == {
+        "max_tokens": 150,
+        "thinking": {"type": "enabled", "budget_tokens": 50},
+    }
