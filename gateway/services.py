@@ -14,6 +14,7 @@ from gateway.agents.service import AgentService
 from gateway.agents.store import AgentStore
 from gateway.mcp.client import McpToolbox
 from gateway.observability import tracing
+from gateway.observability.logging import AccessLog
 from gateway.observability.metrics import Metrics
 from gateway.providers.base import ProviderSpec
 from gateway.providers.openai_compat import OpenAICompatibleClient
@@ -33,6 +34,7 @@ class Services:
         self.clients: dict[str, OpenAICompatibleClient] = build_clients(self.specs)
         self.router = Router(self.specs, self.clients, settings.aliases)
         self.metrics = Metrics(providers=self.clients.keys(), is_listed=self._is_listed)
+        self.access_log = AccessLog(settings.log_format)
         # None unless OTEL_EXPORTER_OTLP_ENDPOINT asks for traces; opentelemetry stays unloaded.
         self.tracing: tracing.Tracing | None = tracing.from_environ(
             os.environ if environ is None else environ
@@ -64,6 +66,7 @@ class Services:
         for client in self.clients.values():
             await client.close()
         self.metrics.close()
+        self.access_log.flush()
         if self.tracing is not None:
             # Flushing the last batch is a blocking HTTP call.
             await asyncio.to_thread(self.tracing.shutdown)

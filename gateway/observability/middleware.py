@@ -18,7 +18,7 @@ from typing import Any
 from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.observability.logging import AccessLog
+from gateway.observability.logging import ACCESS_LOGGER, AccessLog
 from gateway.observability.metrics import Metrics
 from gateway.observability.tracing import Tracing
 from gateway.providers.base import CallStats
@@ -37,7 +37,7 @@ class ObservabilityMiddleware:
         self._metrics: Metrics = services.metrics
         self._tracing: Tracing | None = services.tracing
         self._in_flight = self._metrics.in_flight
-        self._access = AccessLog(services.settings.log_format)
+        self._access: AccessLog = services.access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -90,9 +90,8 @@ class ObservabilityMiddleware:
             for stats in calls:
                 self._metrics.record_call(stats)
             if self._access.enabled():
-                record = self._access.record()
-                _add_fields(record, state, method, route, status, duration, calls)
-                self._access.write(record)
+                ts = self._access.timestamp()
+                self._access.write(_line(ts, state, method, route, status, duration, calls))
         except Exception:
             log.exception("recording the request's metrics failed")
 
@@ -101,41 +100,45 @@ def _upstream(calls: Sequence[CallStats]) -> float:
     return sum(c.upstream_seconds for c in calls)
 
 
-def _add_fields(
-    fields: dict[str, Any],
+def _line(
+    ts: str,
     state: dict[str, Any],
     method: str,
     route: str,
     status: int,
     duration: float,
     calls: Sequence[CallStats],
-) -> None:
-    """The log line's fields; no headers, bodies or keys ever reach it."""
-    fields["request_id"] = state.get("request_id")
-    fields["method"] = method
-    fields["route"] = route
-    fields["status"] = status
-    fields["duration_ms"] = _ms(duration)
+) -> dict[str, Any]:
+    """The request line's fields; no headers, bodies or keys ever reach it."""
     if not calls:
-        return
+        return {
+            "ts": ts, "level": "info", "logger": ACCESS_LOGGER, "msg": "request",
+            "request_id": state.get("request_id"), "method": method, "route": route,
+            "status": status, "duration_ms": _ms(duration),
+        }  # fmt: skip
     last = calls[-1]
-    fields["provider"] = last.provider
-    fields["model"] = last.model
-    if len(calls) == 1:
-        fields["upstream_ms"] = _ms(last.upstream_seconds)
-        fields["prompt_tokens"] = last.prompt_tokens
-        fields["completion_tokens"] = last.completion_tokens
-        fields["retries"] = last.attempts - 1 if last.attempts > 1 else 0
-        fields["outcome"] = last.outcome
-    else:
-        fields["upstream_ms"] = _ms(_upstream(calls))
-        fields["prompt_tokens"] = sum(c.prompt_tokens for c in calls)
-        fields["completion_tokens"] = sum(c.completion_tokens for c in calls)
-        fields["retries"] = sum(c.retries for c in calls)
-        fields["outcome"] = next((c.outcome for c in calls if c.outcome != "success"), "success")
-        fields["calls"] = len(calls)
+    one = len(calls) == 1
+    line = {
+        "ts": ts, "level": "info", "logger": ACCESS_LOGGER, "msg": "request",
+        "request_id": state.get("request_id"), "method": method, "route": route,
+        "status": status, "duration_ms": _ms(duration),
+        "provider": last.provider, "model": last.model,
+        "upstream_ms": _ms(last.upstream_seconds if one else _upstream(calls)),
+        "prompt_tokens": last.prompt_tokens if one else sum(c.prompt_tokens for c in calls),
+        "completion_tokens": (
+            last.completion_tokens if one else sum(c.completion_tokens for c in calls)
+        ),
+        "retries": last.retries if one else sum(c.retries for c in calls),
+        "outcome": (
+            last.outcome if one
+            else next((c.outcome for c in calls if c.outcome != "success"), "success")
+        ),
+    }  # fmt: skip
+    if not one:
+        line["calls"] = len(calls)
     if last.first_token_seconds is not None:
-        fields["ttft_ms"] = _ms(last.first_token_seconds)
+        line["ttft_ms"] = _ms(last.first_token_seconds)
+    return line
 
 
 def _ms(seconds: float) -> float:
