@@ -16,6 +16,7 @@ from gateway.mcp.client import McpToolbox
 from gateway.observability import tracing
 from gateway.observability.logging import AccessLog
 from gateway.observability.metrics import Metrics
+from gateway.observability.recorder import Recorder
 from gateway.providers.base import ProviderSpec
 from gateway.providers.openai_compat import OpenAICompatibleClient
 from gateway.providers.registry import build_clients, provider_specs
@@ -34,7 +35,7 @@ class Services:
         self.clients: dict[str, OpenAICompatibleClient] = build_clients(self.specs)
         self.router = Router(self.specs, self.clients, settings.aliases)
         self.metrics = Metrics(providers=self.clients.keys(), is_listed=self._is_listed)
-        self.access_log = AccessLog(settings.log_format)
+        self.recorder = Recorder(self.metrics, AccessLog(settings.log_format))
         # None unless OTEL_EXPORTER_OTLP_ENDPOINT asks for traces; opentelemetry stays unloaded.
         self.tracing: tracing.Tracing | None = tracing.from_environ(
             os.environ if environ is None else environ
@@ -43,7 +44,8 @@ class Services:
         self.mcp_tools = McpToolbox(settings.mcp_servers)
         # The agent store connects and migrates in start(); creating it opens nothing.
         self.store = AgentStore(settings.resolved_database_url)
-        self.agents = AgentService(self.store, self.router, settings)
+        # Agents get the tools of their `mcp_servers` from the MCP toolbox.
+        self.agents = AgentService(self.store, self.router, settings, sources=[self.mcp_tools])
         self.agents.on_turn = lambda agent, turn: self.metrics.agent_turn(
             agent.name, turn.step_count
         )
@@ -66,7 +68,7 @@ class Services:
         for client in self.clients.values():
             await client.close()
         self.metrics.close()
-        self.access_log.flush()
+        self.recorder.flush()
         if self.tracing is not None:
             # Flushing the last batch is a blocking HTTP call.
             await asyncio.to_thread(self.tracing.shutdown)

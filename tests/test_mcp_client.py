@@ -48,9 +48,9 @@ async def test_tools_offered_as_openai_functions(toolbox):
 async def test_works_hangs_fails(toolbox, server):
     assert await toolbox.call_function(f"{server}__echo", '{"text": "hi"}') == "echoed: hi"
     hung = await toolbox.call_function(f"{server}__hang", "{}")
-    assert hung == f"error: MCP tool '{server}__hang' timed out after {SHORT:g} s"
+    assert hung == f"Error: MCP tool '{server}__hang' timed out after {SHORT:g} s"
     failed = await toolbox.call_function(f"{server}__fail", {"reason": "disk full"})
-    assert failed.startswith(f"error: MCP tool '{server}__fail' failed:")
+    assert failed.startswith(f"Error: MCP tool '{server}__fail' failed:")
     assert "disk full" in failed
     # The connection outlives a timeout and an error result.
     assert await toolbox.call(server, "echo", {"text": "again"}) == "echoed: again"
@@ -58,13 +58,13 @@ async def test_works_hangs_fails(toolbox, server):
 
 async def test_unreachable_servers_are_error_results(toolbox):
     down = await toolbox.call_function("down__echo", {"text": "x"})
-    assert down.startswith("error: MCP server 'down' is unavailable:")
+    assert down.startswith("Error: MCP server 'down' is unavailable:")
     nokey = await toolbox.call("nokey", "echo", {"text": "x"})
-    assert nokey.startswith("error: MCP server 'nokey' is unavailable:")
+    assert nokey.startswith("Error: MCP server 'nokey' is unavailable:")
     assert await toolbox.call("ghost", "echo", {}) == (
-        "error: no MCP server named 'ghost' is configured"
+        "Error: no MCP server named 'ghost' is configured"
     )
-    assert await toolbox.call_function("nothing", {}) == "error: no MCP tool named 'nothing'"
+    assert await toolbox.call_function("nothing", {}) == "Error: no MCP tool named 'nothing'"
 
 
 async def test_bad_arguments_and_names(toolbox):
@@ -72,16 +72,16 @@ async def test_bad_arguments_and_names(toolbox):
     # `dotted.name` is offered as `local__dotted_name` and still reaches the right tool.
     assert await toolbox.call_function("local__dotted_name", {}) == "dotted ok"
     bad_json = await toolbox.call_function("local__echo", "{not json")
-    assert bad_json.startswith("error: the arguments of 'local__echo' are not valid JSON")
+    assert bad_json.startswith("Error: the arguments of 'local__echo' are not valid JSON")
     wrong_type = await toolbox.call_function("local__echo", {"text": 5})
-    assert wrong_type.startswith("error: MCP tool 'local__echo' failed:")
+    assert wrong_type.startswith("Error: MCP tool 'local__echo' failed:")
     unknown = await toolbox.call_function("local__nosuch", {})
-    assert unknown.startswith("error: MCP tool 'local__nosuch' failed:")
+    assert unknown.startswith("Error: MCP tool 'local__nosuch' failed:")
 
 
 async def test_reconnects_after_the_server_dies(toolbox):
     crashed = await toolbox.call_function("local__crash", {})
-    assert crashed.startswith("error: MCP tool 'local__crash' failed:")
+    assert crashed.startswith("Error: MCP tool 'local__crash' failed:")
     assert await toolbox.call_function("local__echo", {"text": "back"}) == "echoed: back"
 
 

@@ -13,5 +13,8 @@ from gateway.observability.metrics import CONTENT_TYPE
 
 
 async def metrics(request: Request) -> Response:
-    body = request.app.state.services.metrics.exposition()
+    services = request.app.state.services
+    # This worker's last few finished requests count too (see observability/recorder.py).
+    services.recorder.flush()
+    body = services.metrics.exposition()
     return Response(body, headers={"content-type": CONTENT_TYPE})

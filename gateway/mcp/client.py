@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import re
@@ -30,6 +31,9 @@ from mcp.types import (
     ToolListChangedNotification,
 )
 
+from gateway.agents.schemas import AgentRecord
+from gateway.agents.tools import Tool as AgentTool
+from gateway.agents.tools import ToolContext
 from gateway.settings import McpServerConfig
 
 log = logging.getLogger("gateway.mcp.client")
@@ -188,25 +192,28 @@ class McpConnection:
             async with asyncio.timeout(timeout):
                 result = await client.call_tool(tool, dict(arguments), read_timeout_seconds=timeout)
         except ServerUnavailable as exc:
-            return f"error: MCP server '{self.name}' is unavailable: {exc}"
+            return f"Error: MCP server '{self.name}' is unavailable: {exc}"
         except TimeoutError:
-            return f"error: MCP tool '{label}' timed out after {timeout:g} s"
+            return f"Error: MCP tool '{label}' timed out after {timeout:g} s"
         except MCPError as exc:
             if exc.code == REQUEST_TIMEOUT:
-                return f"error: MCP tool '{label}' timed out after {timeout:g} s"
+                return f"Error: MCP tool '{label}' timed out after {timeout:g} s"
             if exc.code == CONNECTION_CLOSED:
                 await self.reset()
-            return f"error: MCP tool '{label}' failed: {exc.message}"
+            return f"Error: MCP tool '{label}' failed: {exc.message}"
         except Exception as exc:
             # A transport failure: the connection may be half-dead, so start afresh next time.
             await self.reset()
-            return f"error: MCP tool '{label}' failed: {_describe(exc)}"
+            return f"Error: MCP tool '{label}' failed: {_describe(exc)}"
         text = render(result)
-        return f"error: MCP tool '{label}' failed: {text}" if result.is_error else text
+        return f"Error: MCP tool '{label}' failed: {text}" if result.is_error else text
 
 
 class McpToolbox:
-    """All configured MCP servers; owned by the services object, closed at shutdown."""
+    """All configured MCP servers; owned by the services object, closed at shutdown.
+
+    It is a `ToolSource` of the agent service: agents get their servers' tools from it.
+    """
 
     def __init__(self, configs: Sequence[McpServerConfig]) -> None:
         self._connections = {c.name: McpConnection(c) for c in configs}
@@ -223,11 +230,46 @@ class McpToolbox:
         A server that is unknown, down or slow contributes nothing this time (logged);
         the agent's turn goes on with the tools it has.
         """
+        return [_definition(name, tool) for name, _, tool in await self._listing(servers)]
+
+    async def tools_for(self, agent: AgentRecord) -> list[AgentTool]:
+        """The agent's tools from its `mcp_servers` (the agents' `ToolSource` protocol).
+
+        A server's tools are all offered unless the agent's `tools` names some of them
+        (`<server>__<tool>`); then only those.
+        """
+        if not agent.mcp_servers:
+            return []
+        chosen = {name for name in agent.tools if SEPARATOR in name}
+        tools: list[AgentTool] = []
+        for name, server, tool in await self._listing(agent.mcp_servers):
+            picked = {c for c in chosen if c.startswith(server + SEPARATOR)}
+            if picked and not picked & {name, f"{server}{SEPARATOR}{tool.name}"}:
+                continue
+            definition = _definition(name, tool)["function"]
+            tools.append(
+                AgentTool(
+                    name,
+                    definition["description"],
+                    definition["parameters"],
+                    functools.partial(self._run, server, tool.name),
+                    transactional=False,
+                )
+            )
+        return tools
+
+    async def _run(
+        self, server: str, tool: str, ctx: ToolContext, arguments: dict[str, Any]
+    ) -> str:
+        return await self.call(server, tool, arguments)
+
+    async def _listing(self, servers: Iterable[str]) -> list[tuple[str, str, Tool]]:
+        """(function name, server, tool) for every tool of these servers that answer."""
         names = [s for s in dict.fromkeys(servers) if s in self._connections]
         listed = await asyncio.gather(
             *(self._connections[s].tools() for s in names), return_exceptions=True
         )
-        definitions: list[dict[str, Any]] = []
+        found: list[tuple[str, str, Tool]] = []
         for server, tools in zip(names, listed, strict=True):
             if isinstance(tools, BaseException):
                 log.warning("MCP server %s: cannot list tools: %s", server, _describe(tools))
@@ -237,8 +279,8 @@ class McpToolbox:
                 name = function_name(server, tool.name, taken)
                 taken.add(name)
                 self._functions[name] = (server, tool.name)
-                definitions.append(_definition(name, tool))
-        return definitions
+                found.append((name, server, tool))
+        return found
 
     def owns(self, function: str) -> bool:
         return self._split(function) is not None
@@ -247,20 +289,20 @@ class McpToolbox:
         """Run `<server>__<tool>` with the model's arguments (a JSON string or an object)."""
         target = self._split(function)
         if target is None:
-            return f"error: no MCP tool named '{function}'"
+            return f"Error: no MCP tool named '{function}'"
         if isinstance(arguments, str):
             try:
                 arguments = json.loads(arguments) if arguments.strip() else {}
             except json.JSONDecodeError as exc:
-                return f"error: the arguments of '{function}' are not valid JSON: {exc}"
+                return f"Error: the arguments of '{function}' are not valid JSON: {exc}"
         if not isinstance(arguments, Mapping):
-            return f"error: the arguments of '{function}' must be a JSON object"
+            return f"Error: the arguments of '{function}' must be a JSON object"
         return await self.call(*target, arguments)
 
     async def call(self, server: str, tool: str, arguments: Mapping[str, Any]) -> str:
         connection = self._connections.get(server)
         if connection is None:
-            return f"error: no MCP server named '{server}' is configured"
+            return f"Error: no MCP server named '{server}' is configured"
         return await connection.call(tool, arguments)
 
     async def close(self) -> None:

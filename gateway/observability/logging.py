@@ -3,23 +3,23 @@
 Everything goes to stderr through one handler on the root logger: uvicorn's loggers
 propagate to it, so a deployment sees one stream in one format (`json`: one object
 per line; `text`: a timestamped line with `key=value` fields). The request line is
-written by the observability middleware through `AccessLog` (straight to stderr, in
-the same shape); it carries ids, timings, token counts and outcomes, never message
+rendered by `AccessLog` and written straight to stderr in batches (see `recorder.py`),
+in the same shape; it carries ids, timings, token counts and outcomes, never message
 content, headers or keys.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import logging.config
 import sys
 import time
-from itertools import islice
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
+from gateway.providers.base import CallStats
 from gateway.settings import ConfigError, Settings
 
 ACCESS_LOGGER = "gateway.access"
@@ -141,55 +141,71 @@ def _text_value(value: Any) -> str:
 
 
 class AccessLog:
-    """The request lines, written straight to stderr in the configured format, in batches.
+    """Renders request lines and writes them straight to stderr, many at a time.
 
     Not through `logging`: a LogRecord, the handler's lock and a formatter call per
     request cost more than all the metrics together. The `gateway.access` logger's
     level still decides whether lines are written, and a line has the shape the
-    formatters give every other log line (the first four fields of a record are
-    `ts`, `level`, `logger`, `msg`).
-
-    Like nginx's `access_log … buffer= flush=`, lines are held for at most
-    `FLUSH_SECONDS` (or `MAX_PENDING` lines) and written together: one write per
-    request was the largest single cost of the request line. The services object
-    flushes at shutdown.
+    formatters give every other log line. `Recorder` batches the lines.
     """
-
-    FLUSH_SECONDS = 0.1
-    MAX_PENDING = 256
 
     def __init__(self, log_format: str = "json") -> None:
         self._logger = logging.getLogger(ACCESS_LOGGER)
         self._json = log_format == "json"
         self._ts = _Timestamps()
-        self._pending: list[str] = []
 
     def enabled(self) -> bool:
         return self._logger.isEnabledFor(logging.INFO)
 
-    def timestamp(self) -> str:
-        return self._ts.format(time.time())
-
-    def write(self, record: dict[str, Any]) -> None:
+    def render(
+        self,
+        when: float,
+        request_id: str | None,
+        method: str,
+        route: str,
+        status: int,
+        duration: float,
+        calls: Sequence[CallStats],
+    ) -> str:
+        """One request's line; no headers, bodies or keys ever reach it."""
+        fields: dict[str, Any] = {
+            "request_id": request_id,
+            "method": method,
+            "route": route,
+            "status": status,
+            "duration_ms": _ms(duration),
+        }
+        if calls:
+            _add_calls(fields, calls)
+        ts = self._ts.format(when)
         if self._json:
-            line = orjson.dumps(record, default=str).decode()
-        else:
-            pairs = " ".join(f"{k}={_text_value(v)}" for k, v in islice(record.items(), 4, None))
-            line = f"{record['ts']} INFO {ACCESS_LOGGER} request {pairs}"
-        pending = self._pending
-        pending.append(line)
-        if len(pending) == 1:
-            try:
-                asyncio.get_running_loop().call_later(self.FLUSH_SECONDS, self.flush)
-            except RuntimeError:  # no event loop to wait for
-                self.flush()
-        elif len(pending) >= self.MAX_PENDING:
-            self.flush()
+            head = {"ts": ts, "level": "info", "logger": ACCESS_LOGGER, "msg": "request"}
+            return orjson.dumps({**head, **fields}, default=str).decode()
+        pairs = " ".join(f"{key}={_text_value(value)}" for key, value in fields.items())
+        return f"{ts} INFO {ACCESS_LOGGER} request {pairs}"
 
-    def flush(self) -> None:
-        lines, self._pending = self._pending, []
-        if lines:
-            lines.append("")
-            # Looked up each time, so whoever replaced stderr (a test, a supervisor) gets it.
-            sys.stderr.write("\n".join(lines))
-            sys.stderr.flush()
+    def write(self, lines: list[str]) -> None:
+        lines.append("")
+        # Looked up each time, so whoever replaced stderr (a test, a supervisor) gets it.
+        sys.stderr.write("\n".join(lines))
+        sys.stderr.flush()
+
+
+def _add_calls(fields: dict[str, Any], calls: Sequence[CallStats]) -> None:
+    last = calls[-1]
+    fields["provider"] = last.provider
+    fields["model"] = last.model
+    fields["upstream_ms"] = _ms(sum(c.upstream_seconds for c in calls))
+    fields["prompt_tokens"] = sum(c.prompt_tokens for c in calls)
+    fields["completion_tokens"] = sum(c.completion_tokens for c in calls)
+    fields["retries"] = sum(c.retries for c in calls)
+    fields["outcome"] = next((c.outcome for c in calls if c.outcome != "success"), "success")
+    if len(calls) > 1:
+        fields["calls"] = len(calls)
+    if last.first_token_seconds is not None:
+        fields["ttft_ms"] = _ms(last.first_token_seconds)
+
+
+def _ms(seconds: float) -> float:
+    # Milliseconds to the microsecond; cheaper than round().
+    return int(seconds * 1_000_000) / 1000

@@ -1,11 +1,13 @@
-"""Pure-ASGI middleware that measures every HTTP request and writes its log line.
+"""Pure-ASGI middleware that measures every HTTP request.
 
-It wraps `send` to learn the status, and records when the wrapped app returns: for a
-stream that is after its last byte, or when the client went away. The upstream
-call's `CallStats` (left by the route in `scope["state"]["call_stats"]`, one object or
-a list for an agent turn) feeds the LLM metrics, the overhead (request duration minus
-upstream wait) and the log line. It sits outside `GatewayMiddleware`, so rejected
-and failed requests are counted with the status the client saw.
+It wraps `send` to learn the status and takes the request's measure when the
+wrapped app returns: for a stream that is after its last byte, or when the client
+went away. The upstream call's `CallStats` (left by the route in
+`scope["state"]["call_stats"]`, one object or a list for an agent turn) goes along to
+the `Recorder`, which turns it into LLM metrics, the overhead (request duration minus
+upstream wait) and the request's log line. The middleware sits outside
+`GatewayMiddleware`, so rejected and failed requests are counted with the status the
+client saw.
 """
 
 from __future__ import annotations
@@ -18,10 +20,8 @@ from typing import Any
 from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.observability.logging import ACCESS_LOGGER, AccessLog
-from gateway.observability.metrics import Metrics
+from gateway.observability.recorder import Recorder, calls_of
 from gateway.observability.tracing import Tracing
-from gateway.providers.base import CallStats
 
 log = logging.getLogger("gateway.observability")
 
@@ -34,10 +34,11 @@ CLIENT_CLOSED = 499
 class ObservabilityMiddleware:
     def __init__(self, app: ASGIApp, *, services: Any) -> None:
         self.app = app
-        self._metrics: Metrics = services.metrics
+        self._recorder: Recorder = services.recorder
         self._tracing: Tracing | None = services.tracing
-        self._in_flight = self._metrics.in_flight
-        self._access: AccessLog = services.access_log
+        self._in_flight = services.metrics.in_flight
+        # id(route) -> (route, template): routes are not hashable, and live as long as the app.
+        self._templates: dict[int, tuple[Any, str]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -60,90 +61,30 @@ class ObservabilityMiddleware:
             await self.app(scope, receive, send_observed)
             failed = False
         finally:
+            end = time.perf_counter()
             self._in_flight.dec()
             if not status:
                 status = 500 if failed else CLIENT_CLOSED
-            self._finish(scope, root_path, status, time.perf_counter() - start, span)
+            # Recording must never turn a served request into an error.
+            try:
+                state = scope.get("state") or {}
+                route = self._route(scope, root_path)
+                finished = (state.get("request_id"), scope["method"], route, status)
+                stats = state.get("call_stats")
+                self._recorder.add((*finished, end, end - start, stats))
+                if span is not None and self._tracing is not None:
+                    self._tracing.end_request(span, *finished, calls_of(stats))
+            except Exception:
+                log.exception("recording the request failed")
 
-    def _finish(
-        self, scope: Scope, root_path: str, status: int, duration: float, span: Any
-    ) -> None:
-        # Recording must never turn a served request into an error.
-        try:
-            state = scope.get("state") or {}
-            stats = state.get("call_stats")
-            calls = () if stats is None else (stats,) if type(stats) is CallStats else tuple(stats)
-            route = route_template(scope, root_path)
-            method = scope["method"]
-            if span is not None and self._tracing is not None:
-                self._tracing.end_request(
-                    span,
-                    method=method,
-                    route=route,
-                    status=status,
-                    request_id=state.get("request_id"),
-                    calls=calls,
-                )
-            upstream = calls[0].upstream_seconds if len(calls) == 1 else _upstream(calls)
-            overhead = duration - upstream if duration > upstream else 0.0
-            self._metrics.observe_http(method, route, status, duration, overhead)
-            for stats in calls:
-                self._metrics.record_call(stats)
-            if self._access.enabled():
-                ts = self._access.timestamp()
-                self._access.write(_line(ts, state, method, route, status, duration, calls))
-        except Exception:
-            log.exception("recording the request's metrics failed")
-
-
-def _upstream(calls: Sequence[CallStats]) -> float:
-    return sum(c.upstream_seconds for c in calls)
-
-
-def _line(
-    ts: str,
-    state: dict[str, Any],
-    method: str,
-    route: str,
-    status: int,
-    duration: float,
-    calls: Sequence[CallStats],
-) -> dict[str, Any]:
-    """The request line's fields; no headers, bodies or keys ever reach it."""
-    if not calls:
-        return {
-            "ts": ts, "level": "info", "logger": ACCESS_LOGGER, "msg": "request",
-            "request_id": state.get("request_id"), "method": method, "route": route,
-            "status": status, "duration_ms": _ms(duration),
-        }  # fmt: skip
-    last = calls[-1]
-    one = len(calls) == 1
-    line = {
-        "ts": ts, "level": "info", "logger": ACCESS_LOGGER, "msg": "request",
-        "request_id": state.get("request_id"), "method": method, "route": route,
-        "status": status, "duration_ms": _ms(duration),
-        "provider": last.provider, "model": last.model,
-        "upstream_ms": _ms(last.upstream_seconds if one else _upstream(calls)),
-        "prompt_tokens": last.prompt_tokens if one else sum(c.prompt_tokens for c in calls),
-        "completion_tokens": (
-            last.completion_tokens if one else sum(c.completion_tokens for c in calls)
-        ),
-        "retries": last.retries if one else sum(c.retries for c in calls),
-        "outcome": (
-            last.outcome if one
-            else next((c.outcome for c in calls if c.outcome != "success"), "success")
-        ),
-    }  # fmt: skip
-    if not one:
-        line["calls"] = len(calls)
-    if last.first_token_seconds is not None:
-        line["ttft_ms"] = _ms(last.first_token_seconds)
-    return line
-
-
-def _ms(seconds: float) -> float:
-    # Milliseconds to the microsecond; cheaper than round().
-    return int(seconds * 1_000_000) / 1000
+    def _route(self, scope: Scope, root_path: str) -> str:
+        route = scope.get("route")
+        if route is None or scope.get("root_path", "") != root_path:
+            return route_template(scope, root_path)
+        cached = self._templates.get(id(route))
+        if cached is None:
+            cached = self._templates[id(route)] = (route, _template(route, ""))
+        return cached[1]
 
 
 def route_template(scope: Scope, root_path: str = "") -> str:

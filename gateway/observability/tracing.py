@@ -96,11 +96,10 @@ class Tracing:
     def end_request(
         self,
         started: tuple[Any, Any],
-        *,
+        request_id: str | None,
         method: str,
         route: str,
         status: int,
-        request_id: str | None,
         calls: Sequence[CallStats],
     ) -> None:
         span, token = started

@@ -23,6 +23,12 @@ _FALLBACK_RETRY_SECONDS = 30.0
 
 
 class OpenAICompatibleClient:
+    """The client every caller uses: OpenAI chat requests in, OpenAI replies out.
+
+    A provider with another wire format subclasses it (`AnthropicClient`), overriding
+    `prepare`, `_read_reply` and `_relay`; retries, pooling and model caching stay here.
+    """
+
     def __init__(self, spec: ProviderSpec) -> None:
         self.spec = spec
         self.name = spec.name
@@ -125,12 +131,12 @@ class OpenAICompatibleClient:
             else:
                 stats.upstream_seconds += time.perf_counter() - t0
                 if status == 200:
-                    parsed = _parse_completion(raw)
-                    if parsed is not None:
-                        stats.add_usage(parsed.get("usage"))
+                    reply = self._read_reply(raw)
+                    if reply is not None:
+                        stats.add_usage(reply[1].get("usage"))
                         if self.on_attempt is not None:
                             self.on_attempt(stats, t0, None)
-                        return raw, parsed
+                        return reply
                     error = errors.UpstreamUnavailable(f"{self.name} sent an empty reply")
                 else:
                     error = errors.from_upstream(self.name, status, raw, retry_after)
@@ -153,17 +159,11 @@ class OpenAICompatibleClient:
             try:
                 resp = await self.session.post(self._chat_url, data=payload, headers=self._headers)
                 if resp.status == 200:
-                    relay = SSERelay(
-                        resp,
-                        stats,
-                        drop_usage_chunk=drop_usage_chunk,
-                        t0=t0,
-                        on_end=self.on_attempt,
-                    )
+                    relay = self._relay(resp, stats, drop_usage_chunk=drop_usage_chunk, t0=t0)
                     if await relay.read_first():
                         return relay
                     await relay.aclose()
-                    error: errors.GatewayError = errors.UpstreamUnavailable(
+                    error: errors.GatewayError = relay.failure or errors.UpstreamUnavailable(
                         f"{self.name} sent an empty stream"
                     )
                 else:
@@ -189,6 +189,20 @@ class OpenAICompatibleClient:
             if delay is None:
                 raise error
             await asyncio.sleep(delay)
+
+    # -- wire format: what a client for another protocol overrides ---------------
+
+    def _read_reply(self, raw: bytes) -> tuple[bytes, dict[str, Any]] | None:
+        """A 200 reply as (bytes for the client, parsed); None when it is empty."""
+        parsed = _parse_completion(raw)
+        return None if parsed is None else (raw, parsed)
+
+    def _relay(
+        self, resp: aiohttp.ClientResponse, stats: CallStats, *, drop_usage_chunk: bool, t0: float
+    ) -> SSERelay:
+        return SSERelay(
+            resp, stats, drop_usage_chunk=drop_usage_chunk, t0=t0, on_end=self.on_attempt
+        )
 
     # -- models ------------------------------------------------------------------
 

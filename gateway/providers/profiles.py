@@ -83,6 +83,17 @@ ANTHROPIC = Profile(
     default_base_url="https://api.anthropic.com/v1",
     key_env="ANTHROPIC_API_KEY",
     base_url_env="ANTHROPIC_BASE_URL",
+    # The aliases; the live list adds the dated snapshots they point at.
+    builtin_models=MappingProxyType(
+        {
+            "claude-opus-4-5": 200000,
+            "claude-opus-4-1": 200000,
+            "claude-opus-4-0": 200000,
+            "claude-sonnet-4-5": 200000,
+            "claude-sonnet-4-0": 200000,
+            "claude-haiku-4-5": 200000,
+        }
+    ),
 )
 
 BY_TYPE: dict[ProviderType, Profile] = {
@@ -93,4 +104,4 @@ BY_TYPE: dict[ProviderType, Profile] = {
 }
 
 # Providers that exist without any configuration, enabled by their key variable.
-BUILTIN: dict[str, Profile] = {"openai": OPENAI, "kimi": KIMI}
+BUILTIN: dict[str, Profile] = {"openai": OPENAI, "kimi": KIMI, "anthropic": ANTHROPIC}

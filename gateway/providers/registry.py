@@ -7,10 +7,14 @@ from collections.abc import Mapping
 
 from pydantic import SecretStr
 
+from gateway.providers.anthropic import AnthropicClient
 from gateway.providers.base import ProviderSpec
 from gateway.providers.openai_compat import OpenAICompatibleClient
 from gateway.providers.profiles import BUILTIN, BY_TYPE
-from gateway.settings import ConfigError, ProviderConfig, Settings, env_flag
+from gateway.settings import ConfigError, ProviderConfig, ProviderType, Settings, env_flag
+
+# Provider types whose wire format is not OpenAI's; every other type is OpenAI-compatible.
+_CLIENT_TYPES: dict[ProviderType, type[OpenAICompatibleClient]] = {"anthropic": AnthropicClient}
 
 
 def disable_var(name: str) -> str:
@@ -75,9 +79,6 @@ def build_clients(specs: Mapping[str, ProviderSpec]) -> dict[str, OpenAICompatib
     for name, spec in specs.items():
         if not spec.enabled:
             continue
-        if spec.profile.type == "anthropic":
-            raise ConfigError(
-                f"providers.{name}.type: the anthropic provider type is not implemented yet"
-            )
-        clients[name] = OpenAICompatibleClient(spec)
+        client_type = _CLIENT_TYPES.get(spec.profile.type, OpenAICompatibleClient)
+        clients[name] = client_type(spec)
     return clients

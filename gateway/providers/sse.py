@@ -44,6 +44,9 @@ class SSERelay:
         self._on_end = on_end
         self._attempt_started = t0
         self._relaying = False
+        # An error the upstream reported before anything was relayed: the client's
+        # retry policy gets it, and the client a plain error response if it is final.
+        self.failure: errors.GatewayError | None = None
 
     @property
     def provider(self) -> str:
@@ -109,6 +112,17 @@ class SSERelay:
 
     def _feed(self, chunk: bytes) -> bytes:
         """Add bytes; return the complete events that should go to the client."""
+        complete = self._complete_events(chunk)
+        if not complete:
+            return b""
+        if not _worth_parsing(complete):
+            if b"[DONE]" in complete:
+                self._saw_done = True
+            return complete
+        return b"".join(self._inspect(event) for event in complete.split(b"\n\n") if event)
+
+    def _complete_events(self, chunk: bytes) -> bytes:
+        """Buffer `chunk`; return the events it completes, each ending in a blank line."""
         if b"\r" in chunk:
             chunk = chunk.replace(b"\r\n", b"\n")
         data = self._buffer + chunk
@@ -117,11 +131,7 @@ class SSERelay:
             self._buffer = data
             return b""
         complete, self._buffer = data[: end + 2], data[end + 2 :]
-        if not _worth_parsing(complete):
-            if b"[DONE]" in complete:
-                self._saw_done = True
-            return complete
-        return b"".join(self._inspect(event) for event in complete.split(b"\n\n") if event)
+        return complete
 
     def _inspect(self, event: bytes) -> bytes:
         data = _data_of(event)

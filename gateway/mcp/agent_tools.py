@@ -1,0 +1,317 @@
+"""The agent tools of the MCP facade: `ask_<name>` per agent, `list_agents`, `send_message`,
+`create_agent`.
+
+The `ask_<name>` tools follow the agents: the agent service tells us when one is created,
+renamed or deleted in this process, and every `tools/list` re-reads the store, so agents
+made by another worker or process appear too. Clients listening on a 2026-era connection
+hear of each change; the SDK's `MCPServer` tells session-based clients `listChanged: false`
+and offers no switch, so they see the new list when they list again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Annotated
+
+from mcp.server.mcpserver import Context
+from mcp.types import CallToolResult, ToolAnnotations
+from pydantic import BaseModel, Field
+
+from gateway.agents.loop import StepEvent
+from gateway.agents.schemas import AgentRecord, TurnResult
+from gateway.mcp import results
+
+if TYPE_CHECKING:
+    from gateway.mcp.server import McpFacade
+
+log = logging.getLogger("gateway.mcp")
+
+ASK = "ask_"
+
+
+class AgentSummary(BaseModel):
+    id: str
+    name: str
+    description: str
+    model: str
+    tool: str = Field(description="The MCP tool that asks this agent")
+    mcp_servers: list[str]
+
+
+class AgentList(BaseModel):
+    agents: list[AgentSummary]
+
+
+class MemoryBlockOut(BaseModel):
+    label: str
+    value: str
+    limit: int
+
+
+class CreatedAgent(AgentSummary):
+    system: str
+    memory_blocks: list[MemoryBlockOut]
+
+
+class TurnUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    step_count: int
+
+
+class AgentReply(BaseModel):
+    agent: str
+    conversation: str
+    turn_id: str
+    reply: str = Field(description="What the agent answered")
+    finish_reason: str
+    tool_calls: list[str] = Field(description="Tools the agent called during the turn, in order")
+    usage: TurnUsage
+
+
+MessageArg = Annotated[str, Field(description="What to say to the agent")]
+ConversationArg = Annotated[
+    str | None,
+    Field(description="Conversation id; the agent keeps one history per conversation "
+                      "(default: its default conversation)"),
+]
+AgentArg = Annotated[str, Field(description="The agent's name or id (see list_agents)")]
+NameArg = Annotated[
+    str, Field(description="Unique name, [A-Za-z0-9_-]{1,64}; the agent's tool is ask_<name>")
+]
+ModelArg = Annotated[str, Field(description="Model handle the agent thinks with (see list_models)")]
+SystemArg = Annotated[str | None, Field(description="System prompt (default: a general one)")]
+MemoryArg = Annotated[
+    dict[str, str] | None,
+    Field(description="Memory blocks as label -> initial text (default: empty 'persona' "
+                      "and 'human')"),
+]
+DescriptionArg = Annotated[
+    str | None, Field(description="What the agent is for; it describes its ask_<name> tool")
+]
+
+
+class AgentTools:
+    """Registers the agent tools on the facade's server and keeps `ask_<name>` current."""
+
+    def __init__(self, facade: McpFacade) -> None:
+        self.facade = facade
+        self.agents = facade.services.agents
+        # agent id -> its ask_<name> tool (with the description it was registered with).
+        self._asks: dict[str, tuple[str, str]] = {}
+        self._lock = asyncio.Lock()
+        self._pending: set[asyncio.Task[None]] = set()
+        self._add_fixed_tools()
+        self.agents.add_listener(self._changed)
+
+    def has(self, tool: str) -> bool:
+        return any(name == tool for name, _ in self._asks.values())
+
+    async def sync(self) -> None:
+        """Match the `ask_<name>` tools to the agents in the store."""
+        async with self._lock:
+            try:
+                agents = await self.agents.list_agents()
+            except Exception:
+                # Serve the tools we have; the next listing tries again.
+                log.warning("MCP: cannot list agents to refresh the tools", exc_info=True)
+                return
+            changed = False
+            for gone in set(self._asks) - {a.id for a in agents}:
+                changed |= self._drop(gone)
+            for agent in agents:
+                changed |= self._register(agent)
+        if changed:
+            await self.facade.tools_changed()
+
+    def _changed(self, event: str, agent: AgentRecord) -> None:
+        """The agent service's listener: called in this process on create/update/delete."""
+        changed = self._drop(agent.id) if event == "deleted" else self._register(agent)
+        if changed:
+            task = asyncio.get_running_loop().create_task(self.facade.tools_changed())
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    def _register(self, agent: AgentRecord) -> bool:
+        name = ASK + agent.name
+        description = agent.description or f"Ask the agent '{agent.name}'."
+        if self._asks.get(agent.id) == (name, description):
+            return False
+        self._drop(agent.id)
+        self.facade.server.add_tool(
+            _ask_tool(self, agent.id, agent.name),
+            name=name,
+            title=f"Ask {agent.name}",
+            description=description,
+            annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False,
+                                        open_world_hint=True),
+        )
+        self._asks[agent.id] = (name, description)
+        return True
+
+    def _drop(self, agent_id: str) -> bool:
+        entry = self._asks.pop(agent_id, None)
+        if entry is None:
+            return False
+        self.facade.server.remove_tool(entry[0])
+        return True
+
+    async def turn(
+        self, tool: str, ref: str, message: str, conversation: str | None, ctx: Context | None
+    ) -> CallToolResult:
+        """One agent turn as a tool result, with a progress notification per step."""
+
+        async def run() -> CallToolResult:
+            calls: list = []
+            on_step = _progress(ctx) if ctx is not None else None
+            if ctx is not None:
+                await _report(ctx, 0, self.agents.settings.agent_max_steps, "thinking")
+            try:
+                result = await self.agents.run_turn(
+                    ref, message, conversation=conversation, on_step=on_step, calls=calls
+                )
+            finally:
+                for stats in calls:
+                    self.facade.services.metrics.record_call(stats)
+            data = _reply(result)
+            return results.ok(data, data.reply or f"({result.finish_reason}, no text)")
+
+        return await self.facade.serve(tool, run)
+
+    def _add_fixed_tools(self) -> None:
+        facade, agents = self.facade, self.agents
+
+        async def list_agents() -> Annotated[CallToolResult, AgentList]:
+            """List the gateway's agents: name, description, model, and the tool that asks it."""
+
+            async def run() -> CallToolResult:
+                found = await agents.list_agents()
+                data = AgentList(agents=[_summary(a) for a in found])
+                lines = [f"{a.name} ({a.model}): {a.description or 'no description'}"
+                         for a in found]
+                return results.ok(data, "\n".join(lines) or "no agents yet")
+
+            return await facade.serve("list_agents", run)
+
+        async def send_message(
+            agent: AgentArg, message: MessageArg, ctx: Context,
+            conversation: ConversationArg = None,
+        ) -> Annotated[CallToolResult, AgentReply]:
+            """Send a message to an agent (by name or id) and return its reply.
+
+            The agent keeps its memory and the conversation's history between calls.
+            """
+            return await self.turn("send_message", agent, message, conversation, ctx)
+
+        async def create_agent(
+            name: NameArg, model: ModelArg, system: SystemArg = None,
+            memory: MemoryArg = None, description: DescriptionArg = None,
+        ) -> Annotated[CallToolResult, CreatedAgent]:
+            """Create a stateful agent; it becomes the tool ask_<name>."""
+
+            async def run() -> CallToolResult:
+                spec: dict[str, object] = {"name": name, "model": model}
+                if system is not None:
+                    spec["system"] = system
+                if description is not None:
+                    spec["description"] = description
+                if memory is not None:
+                    spec["memory_blocks"] = [{"label": k, "value": v} for k, v in memory.items()]
+                created = await agents.create_agent(spec)
+                data = _created(created)
+                text = (f"Created agent '{created.name}' on {created.model}; "
+                        f"ask it with the tool {data.tool}.")
+                return results.ok(data, text)
+
+            return await facade.serve("create_agent", run)
+
+        server = facade.server
+        server.add_tool(
+            list_agents,
+            title="List agents",
+            annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True,
+                                        open_world_hint=False),
+        )
+        server.add_tool(
+            send_message,
+            title="Message an agent",
+            annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False,
+                                        open_world_hint=True),
+        )
+        server.add_tool(
+            create_agent,
+            title="Create an agent",
+            annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False,
+                                        idempotent_hint=False, open_world_hint=False),
+        )
+
+
+def _ask_tool(tools: AgentTools, agent_id: str, name: str):  # type: ignore[no-untyped-def]
+    async def ask(
+        message: MessageArg, ctx: Context, conversation: ConversationArg = None
+    ) -> Annotated[CallToolResult, AgentReply]:
+        # By id: a rename re-registers the tool, and the id stays right until then.
+        return await tools.turn(ASK + name, agent_id, message, conversation, ctx)
+
+    return ask
+
+
+def _progress(ctx: Context):  # type: ignore[no-untyped-def]
+    async def on_step(event: StepEvent) -> None:
+        if event.final:
+            note = f"step {event.step}: answered"
+        elif event.tool_calls:
+            note = f"step {event.step}: called {', '.join(event.tool_calls)}"
+        else:
+            note = f"step {event.step}"
+        await _report(ctx, event.step, event.max_steps, note)
+
+    return on_step
+
+
+async def _report(ctx: Context, progress: float, total: float, message: str) -> None:
+    try:
+        await ctx.report_progress(progress, total, message)
+    except Exception:
+        # The client may have gone; the turn goes on and its reply is stored.
+        log.debug("MCP progress notification not sent", exc_info=True)
+
+
+def _summary(agent: AgentRecord) -> AgentSummary:
+    return AgentSummary(
+        id=agent.id,
+        name=agent.name,
+        description=agent.description,
+        model=agent.model,
+        tool=ASK + agent.name,
+        mcp_servers=list(agent.mcp_servers),
+    )
+
+
+def _created(agent: AgentRecord) -> CreatedAgent:
+    return CreatedAgent(
+        **_summary(agent).model_dump(),
+        system=agent.system,
+        memory_blocks=[MemoryBlockOut(label=b.label, value=b.value, limit=b.limit)
+                       for b in agent.memory_blocks],
+    )
+
+
+def _reply(result: TurnResult) -> AgentReply:
+    calls = [
+        call["function"]["name"]
+        for m in result.messages
+        if m.role == "assistant"
+        for call in (m.tool_calls or [])
+    ]
+    return AgentReply(
+        agent=result.agent.name,
+        conversation=result.conversation,
+        turn_id=result.turn_id,
+        reply=result.reply,
+        finish_reason=result.finish_reason,
+        tool_calls=calls,
+        usage=TurnUsage(**result.usage.to_api(), step_count=result.step_count),
+    )
