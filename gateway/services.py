@@ -80,7 +80,10 @@ class Services:
     async def readiness_problems(self) -> list[str]:
         problems: list[str] = []
         if not self.clients:
-            problems.append("no provider is enabled: set KIMI_API_KEY, OPENAI_API_KEY or configure one")
+            problems.append(
+                "no provider is enabled: set KIMI_API_KEY, OPENAI_API_KEY, ANTHROPIC_API_KEY "
+                "or configure one"
+            )
         try:
             await self.store.ping()
         except Exception as exc:

@@ -64,15 +64,30 @@ def message(
 def message_events(msg: dict[str, Any], pieces: int = 3) -> list[str]:
     """The event stream the real API sends for ``msg``, deltas split in ``pieces``."""
     usage = msg["usage"]
-    start = {**msg, "content": [], "stop_reason": None, "stop_sequence": None,
-             "usage": {**usage, "output_tokens": 1}}
-    out = [event("message_start", {"type": "message_start", "message": start}),
-           event("ping", {"type": "ping"})]
+    start = {
+        **msg,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {**usage, "output_tokens": 1},
+    }
+    out = [
+        event("message_start", {"type": "message_start", "message": start}),
+        event("ping", {"type": "ping"}),
+    ]
     for index, block in enumerate(msg["content"]):
         out += _block_events(index, block, pieces)
     delta = {"stop_reason": msg["stop_reason"], "stop_sequence": None}
-    out.append(event("message_delta", {"type": "message_delta", "delta": delta,
-                                       "usage": {"output_tokens": usage["output_tokens"]}}))
+    out.append(
+        event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": delta,
+                "usage": {"output_tokens": usage["output_tokens"]},
+            },
+        )
+    )
     out.append(event("message_stop", {"type": "message_stop"}))
     return out
 
@@ -84,17 +99,29 @@ def _block_events(index: int, block: dict[str, Any], pieces: int) -> list[str]:
         key, delta_type, body = "partial_json", "input_json_delta", json.dumps(block["input"])
     else:  # text or thinking
         head, key, delta_type, body = {"type": kind, kind: ""}, kind, f"{kind}_delta", block[kind]
-    out = [event("content_block_start",
-                 {"type": "content_block_start", "index": index, "content_block": head})]
+    out = [
+        event(
+            "content_block_start",
+            {"type": "content_block_start", "index": index, "content_block": head},
+        )
+    ]
     size = max(1, -(-len(body) // pieces))
     for i in range(0, len(body), size):
         delta = {"type": delta_type, key: body[i : i + size]}
-        out.append(event("content_block_delta",
-                         {"type": "content_block_delta", "index": index, "delta": delta}))
+        out.append(
+            event(
+                "content_block_delta",
+                {"type": "content_block_delta", "index": index, "delta": delta},
+            )
+        )
     if kind == "thinking":
         delta = {"type": "signature_delta", "signature": "c2lnbmF0dXJl"}
-        out.append(event("content_block_delta",
-                         {"type": "content_block_delta", "index": index, "delta": delta}))
+        out.append(
+            event(
+                "content_block_delta",
+                {"type": "content_block_delta", "index": index, "delta": delta},
+            )
+        )
     out.append(event("content_block_stop", {"type": "content_block_stop", "index": index}))
     return out
 
@@ -112,9 +139,14 @@ def reply_text(body: Any) -> str:
 
 
 class _MessageReply(Reply):
-    def __init__(self, text: str | None, tool_uses: list[dict[str, Any]],
-                 thinking: str | None, stop_reason: str | None,
-                 usage: dict[str, int] | None) -> None:
+    def __init__(
+        self,
+        text: str | None,
+        tool_uses: list[dict[str, Any]],
+        thinking: str | None,
+        stop_reason: str | None,
+        usage: dict[str, int] | None,
+    ) -> None:
         self.text, self.tool_uses, self.thinking = text, tool_uses, thinking
         self.stop_reason, self.usage = stop_reason, usage
 
@@ -122,18 +154,31 @@ class _MessageReply(Reply):
         body = record.json if isinstance(record.json, dict) else {}
         content: list[dict[str, Any]] = []
         if self.thinking is not None:
-            content.append({"type": "thinking", "thinking": self.thinking,
-                            "signature": "c2lnbmF0dXJl"})
+            content.append(
+                {"type": "thinking", "thinking": self.thinking, "signature": "c2lnbmF0dXJl"}
+            )
         text = self.text if self.text is not None or self.tool_uses else reply_text(body)
         if text:
             content.append({"type": "text", "text": text})
         for use in self.tool_uses:
-            content.append({"type": "tool_use", "id": use.get("id") or f"toolu_{next(_ids)}",
-                            "name": use["name"], "input": use["input"]})
-        msg = {"id": f"msg_fake{next(_ids)}", "type": "message", "role": "assistant",
-               "model": body.get("model", "claude-fake"), "content": content,
-               "stop_reason": self.stop_reason or ("tool_use" if self.tool_uses else "end_turn"),
-               "stop_sequence": None, "usage": dict(self.usage or USAGE)}
+            content.append(
+                {
+                    "type": "tool_use",
+                    "id": use.get("id") or f"toolu_{next(_ids)}",
+                    "name": use["name"],
+                    "input": use["input"],
+                }
+            )
+        msg = {
+            "id": f"msg_fake{next(_ids)}",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model", "claude-fake"),
+            "content": content,
+            "stop_reason": self.stop_reason or ("tool_use" if self.tool_uses else "end_turn"),
+            "stop_sequence": None,
+            "usage": dict(self.usage or USAGE),
+        }
         if body.get("stream") is True:
             return await events(message_events(msg)).respond(request, record)
         return await Reply.json(msg).respond(request, record)
@@ -161,17 +206,27 @@ class FakeAnthropic(FakeUpstream):
         failed = self._auth_error(record)
         if failed is not None:
             return await failed.respond(request, record)
-        data = [{"type": "model", "id": m, "display_name": m,
-                 "created_at": "2025-01-01T00:00:00Z"} for m in self.models]
-        return web.json_response({"data": data, "has_more": False,
-                                  "first_id": self.models[0], "last_id": self.models[-1]})
+        data = [
+            {"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z"}
+            for m in self.models
+        ]
+        return web.json_response(
+            {
+                "data": data,
+                "has_more": False,
+                "first_id": self.models[0],
+                "last_id": self.models[-1],
+            }
+        )
 
     async def _default_messages(self, request: web.Request, record: RequestRecord):
         reply = self._auth_error(record)
         body = record.json
         if reply is None and not (
-            isinstance(body, dict) and isinstance(body.get("model"), str)
-            and isinstance(body.get("max_tokens"), int) and body.get("messages")
+            isinstance(body, dict)
+            and isinstance(body.get("model"), str)
+            and isinstance(body.get("max_tokens"), int)
+            and body.get("messages")
         ):
             reply = error(400, "invalid_request_error", "model, max_tokens, messages required")
         return await (reply or message()).respond(request, record)

@@ -47,14 +47,33 @@ def create(gateway, **kw):
 
 
 def start_and_text(text: str) -> list[str]:
-    msg = {"id": "msg_x", "type": "message", "role": "assistant", "model": "claude",
-           "content": [], "stop_reason": None, "usage": {"input_tokens": 7, "output_tokens": 1}}
+    msg = {
+        "id": "msg_x",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude",
+        "content": [],
+        "stop_reason": None,
+        "usage": {"input_tokens": 7, "output_tokens": 1},
+    }
     return [
         event("message_start", {"type": "message_start", "message": msg}),
-        event("content_block_start", {"type": "content_block_start", "index": 0,
-                                      "content_block": {"type": "text", "text": ""}}),
-        event("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                      "delta": {"type": "text_delta", "text": text}}),
+        event(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        ),
+        event(
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": text},
+            },
+        ),
     ]
 
 
@@ -100,18 +119,29 @@ def test_stream_without_and_with_usage(gateway, anthropic):
 
 
 def test_tool_call_round_trip(gateway, anthropic):
-    anthropic.script(message(tool_uses=[{"id": "toolu_1", "name": "lookup",
-                                         "input": {"q": "answer"}}]))
-    tools = [{"type": "function", "function": {
-        "name": "lookup", "parameters": {"type": "object", "properties": {"q": {}}}}}]
+    anthropic.script(
+        message(tool_uses=[{"id": "toolu_1", "name": "lookup", "input": {"q": "answer"}}])
+    )
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "lookup",
+                "parameters": {"type": "object", "properties": {"q": {}}},
+            },
+        }
+    ]
     first = create(gateway, tools=tools, tool_choice="required")
     assert first.choices[0].finish_reason == "tool_calls"
     call = first.choices[0].message.tool_calls[0]
     assert call.id == "toolu_1" and call.function.name == "lookup"
     assert json.loads(call.function.arguments) == {"q": "answer"}
 
-    history = [*HELLO, first.choices[0].message.model_dump(exclude_none=True),
-               {"role": "tool", "tool_call_id": call.id, "content": "42"}]
+    history = [
+        *HELLO,
+        first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "42"},
+    ]
     second = create(gateway, messages=history, tools=tools)
     assert second.choices[0].message.content == "tool said: 42"
 
@@ -119,16 +149,26 @@ def test_tool_call_round_trip(gateway, anthropic):
     assert sent_first["tool_choice"] == {"type": "any"}
     assert sent_first["tools"][0]["input_schema"] == tools[0]["function"]["parameters"]
     assert sent_second["messages"][1:] == [
-        {"role": "assistant", "content": [
-            {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {"q": "answer"}}]},
-        {"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": "toolu_1", "content": "42"}]},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {"q": "answer"}}
+            ],
+        },
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "42"}],
+        },
     ]
 
 
 def test_streamed_tool_call_and_thinking(gateway, anthropic):
-    anthropic.script(message(thinking="think first", tool_uses=[
-        {"id": "toolu_9", "name": "lookup", "input": {"q": "a longer query"}}]))
+    anthropic.script(
+        message(
+            thinking="think first",
+            tool_uses=[{"id": "toolu_9", "name": "lookup", "input": {"q": "a longer query"}}],
+        )
+    )
     chunks = list(create(gateway, stream=True, reasoning_effort="low"))
     deltas = [c.choices[0].delta for c in chunks]
     reasoning = "".join((d.model_extra or {}).get("reasoning_content", "") for d in deltas)
@@ -173,8 +213,9 @@ def test_wrong_provider_key_is_502_and_never_echoed(make_gateway, anthropic, tmp
     config.write_text(CONFIG)
     env = {"ANTHROPIC_API_KEY": "sk-ant-wrong-secret", "ANTHROPIC_BASE_URL": anthropic.base_url}
     gateway = make_gateway(env, config=config)
-    r = httpx2.post(gateway.base_url + "/chat/completions", json={"model": MODEL,
-                                                                  "messages": HELLO})
+    r = httpx2.post(
+        gateway.base_url + "/chat/completions", json={"model": MODEL, "messages": HELLO}
+    )
     assert r.status_code == 502
     assert r.json()["error"]["code"] == "upstream_authentication_failed"
     assert "sk-ant-wrong-secret" not in r.text
@@ -183,11 +224,17 @@ def test_wrong_provider_key_is_502_and_never_echoed(make_gateway, anthropic, tmp
 @pytest.mark.parametrize(
     ("reply", "exc", "code"),
     [
-        (error(400, "invalid_request_error", "prompt is too long"), openai.BadRequestError,
-         "invalid_request_error"),
+        (
+            error(400, "invalid_request_error", "prompt is too long"),
+            openai.BadRequestError,
+            "invalid_request_error",
+        ),
         (error(404, "not_found_error", "model: nope"), openai.NotFoundError, "model_not_found"),
-        (error(403, "permission_error"), openai.InternalServerError,
-         "upstream_authentication_failed"),
+        (
+            error(403, "permission_error"),
+            openai.InternalServerError,
+            "upstream_authentication_failed",
+        ),
     ],
 )
 def test_upstream_errors_mapped(gateway, anthropic, reply, exc, code):
@@ -249,3 +296,34 @@ def test_stream_cut_midway_ends_with_error_event(gateway, anthropic):
     assert '"content":"partial"' in text
     last = json.loads(text.strip().split("\n\n")[-1].removeprefix("data: "))
     assert last["error"]["code"] == "upstream_unavailable"
+
+
+def test_agent_turn_with_a_tool_step_runs_on_anthropic(gateway, anthropic):
+    agent = {
+        "name": "ada",
+        "model": MODEL,
+        "system": "You are Ada.",
+        "memory_blocks": [{"label": "human", "value": "", "limit": 200}],
+    }
+    assert httpx2.post(gateway.base_url + "/agents", json=agent).status_code == 201
+    remember = {"label": "human", "content": "name: Grace"}
+    anthropic.script(
+        message(tool_uses=[{"id": "toolu_m", "name": "core_memory_append", "input": remember}]),
+        message("Noted, Grace."),
+    )
+    chunks = list(
+        create(
+            gateway,
+            model="agent/ada",
+            stream=True,
+            messages=[{"role": "user", "content": "I am Grace"}],
+        )
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == (
+        "Noted, Grace."
+    )
+    second = anthropic.messages_requests[1].json
+    assert "You are Ada." in second["system"] and "name: Grace" in second["system"]
+    assert second["messages"][-2]["content"][-1]["type"] == "tool_use"
+    result = second["messages"][-1]["content"][0]
+    assert result["type"] == "tool_result" and result["tool_use_id"] == "toolu_m"

@@ -180,15 +180,21 @@ def test_same_role_turns_merge_and_tool_results_go_first():
             {"role": "user", "content": "a"},
             {"role": "user", "content": ""},  # empty: dropped, Anthropic rejects empty text
             {"role": "user", "content": [{"type": "text", "text": "b"}]},
-            {"role": "assistant", "content": None, "tool_calls": [
-                {"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
-            ]},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                ],
+            },
             {"role": "user", "content": "note first"},
             {"role": "tool", "tool_call_id": "t1", "content": ""},
         ]
     )["messages"]
-    assert out[0] == {"role": "user", "content": [{"type": "text", "text": "a"},
-                                                  {"type": "text", "text": "b"}]}
+    assert out[0] == {
+        "role": "user",
+        "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+    }
     assert [b["type"] for b in out[2]["content"]] == ["tool_result", "text"]
     assert out[2]["content"][0] == {"type": "tool_result", "tool_use_id": "t1"}
 
@@ -254,6 +260,7 @@ def test_parallel_tool_calls_false_and_tool_choice_without_tools():
 
 def test_unsupported_tools_and_tool_choice_are_400s():
     rejected("tools[0].type", tools=[{"type": "web_search"}])
+    rejected("tools[0].type", tools=["lookup"])
     tools = [{"type": "function", "function": {"name": "f"}}]
     rejected("tool_choice", tools=tools, tool_choice="sometimes")
 
@@ -410,7 +417,7 @@ data: {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":
 event: message_stop
 data: {"type":"message_stop"}
 
-"""
+"""  # noqa: E501
 
 TOOL_STREAM = b"""event: message_start
 data: {"type":"message_start","message":{"id":"msg_014p7gG3wDgGV9EUtLvnow3U","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","stop_sequence":null,"usage":{"input_tokens":472,"output_tokens":2},"content":[],"stop_reason":null}}
@@ -466,7 +473,7 @@ data: {"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":
 event: message_stop
 data: {"type":"message_stop"}
 
-"""
+"""  # noqa: E501
 
 
 def chunks_of(out: bytes) -> list[Any]:
@@ -491,12 +498,20 @@ def test_text_stream_becomes_openai_chunks():
         assert c["object"] == "chat.completion.chunk" and c["created"] == 42
         assert c["model"] == "claude-sonnet-4-5-20250929"
     deltas = [c["choices"][0]["delta"] for c in body]
-    assert deltas == [{"role": "assistant", "content": ""}, {"content": "Hello"},
-                      {"content": "!"}, {}]
+    assert deltas == [
+        {"role": "assistant", "content": ""},
+        {"content": "Hello"},
+        {"content": "!"},
+        {},
+    ]
     assert [c["choices"][0]["finish_reason"] for c in body] == [None, None, None, "stop"]
     assert usage["choices"] == []
-    assert usage["usage"] == {"prompt_tokens": 28, "completion_tokens": 15, "total_tokens": 43,
-                              "prompt_tokens_details": {"cached_tokens": 3}}
+    assert usage["usage"] == {
+        "prompt_tokens": 28,
+        "completion_tokens": 15,
+        "total_tokens": 43,
+        "prompt_tokens_details": {"cached_tokens": 3},
+    }
     assert translator.started and translator.finished and translator.done
     assert translator.error is None
 
@@ -529,8 +544,11 @@ def test_tool_use_stream_with_thinking():
             call["arguments"] += fragment["function"]["arguments"]
     # Tool call indexes count tool calls, not Anthropic's content blocks.
     assert calls == {
-        0: {"id": "toolu_01T1x1fJ34qAmk2tNTrN7Up6", "name": "get_weather",
-            "arguments": '{"location": "San Francisco, CA"}'},
+        0: {
+            "id": "toolu_01T1x1fJ34qAmk2tNTrN7Up6",
+            "name": "get_weather",
+            "arguments": '{"location": "San Francisco, CA"}',
+        },
         1: {"id": "toolu_02", "name": "get_time", "arguments": "{}"},
     }
     assert chunks[-2]["choices"][0]["finish_reason"] == "tool_calls"
@@ -567,7 +585,7 @@ def test_error_before_content_leaves_the_stream_unstarted():
 
 def test_unknown_and_malformed_events_are_ignored():
     translator = StreamTranslator("anthropic", include_usage=True, created=1)
-    assert translator.feed(b"event: brand_new\ndata: {\"type\":\"brand_new\"}\n\n") == b""
+    assert translator.feed(b'event: brand_new\ndata: {"type":"brand_new"}\n\n') == b""
     assert translator.feed(b"data: not json\n\n: comment\n\n") == b""
     assert not translator.started
 
@@ -581,7 +599,6 @@ def test_client_prepare_asks_for_usage_chunk_only_when_the_client_did():
     hi = [{"role": "user", "content": "hi"}]
     payload, drop = client.prepare({"model": "m", "messages": hi, "stream": True}, MODEL)
     assert drop and json.loads(payload)["model"] == MODEL
-    body = {"model": "m", "messages": hi, "stream": True,
-            "stream_options": {"include_usage": True}}
+    body = {"model": "m", "messages": hi, "stream": True, "stream_options": {"include_usage": True}}
     assert client.prepare(body, MODEL)[1] is False
     assert client.prepare({"model": "m", "messages": hi}, MODEL)[1] is False

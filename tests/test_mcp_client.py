@@ -22,13 +22,16 @@ def http_server() -> Iterator[McpTestServerProcess]:
 @pytest.fixture
 async def toolbox(http_server: McpTestServerProcess) -> AsyncIterator[McpToolbox]:
     command, args = stdio_command()
-    box = McpToolbox([
-        McpServerConfig(name="local", command=command, args=args, timeout=SHORT),
-        McpServerConfig(name="remote", url=http_server.url, headers={"X-Token": "s3cret"},
-                        timeout=SHORT),
-        McpServerConfig(name="nokey", url=http_server.url, timeout=SHORT),
-        McpServerConfig(name="down", url="http://127.0.0.1:9/mcp", timeout=SHORT),
-    ])
+    box = McpToolbox(
+        [
+            McpServerConfig(name="local", command=command, args=args, timeout=SHORT),
+            McpServerConfig(
+                name="remote", url=http_server.url, headers={"X-Token": "s3cret"}, timeout=SHORT
+            ),
+            McpServerConfig(name="nokey", url=http_server.url, timeout=SHORT),
+            McpServerConfig(name="down", url="http://127.0.0.1:9/mcp", timeout=SHORT),
+        ]
+    )
     yield box
     await box.close()
 

@@ -54,8 +54,12 @@ async def test_tools_listed_with_schemas_and_annotations(gateway, mode):
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_list_models_and_chat(gateway, upstream, mode):
-    upstream.script(Reply.completion(content="Paris.", usage={
-        "prompt_tokens": 11, "completion_tokens": 2, "total_tokens": 13}))
+    upstream.script(
+        Reply.completion(
+            content="Paris.",
+            usage={"prompt_tokens": 11, "completion_tokens": 2, "total_tokens": 13},
+        )
+    )
     async with mcp_client(gateway.url, mode=mode) as client:
         models = await client.call_tool("list_models", {})
         reply = await client.call_tool(
@@ -86,8 +90,14 @@ async def test_errors_are_error_results_with_the_mapped_message(gateway, upstrea
         missing = await client.call_tool("chat", {"model": "openai/gpt-4o"})
         # The connection is still usable after each of them.
         assert not (await client.call_tool("list_models", {})).is_error
+    # The same message the OpenAI-compatible route gives for the same mistake.
+    http = httpx2.post(
+        gateway.base_url + "/chat/completions",
+        json={"model": "nope/x", "messages": [{"role": "user", "content": "hi"}]},
+    )
     assert unknown.is_error
-    assert unknown.content[0].text == "unknown provider 'nope' in 'nope/x'; known providers: kimi, openai"
+    assert unknown.content[0].text == http.json()["error"]["message"]
+    assert unknown.content[0].text.startswith("unknown provider 'nope' in 'nope/x'")
     assert unknown.meta["agent-gateway/error"]["code"] == "model_not_found"
     assert too_long.is_error and "prompt too long" in too_long.content[0].text
     assert too_long.meta["agent-gateway/error"]["code"] == "context_length_exceeded"
@@ -95,8 +105,10 @@ async def test_errors_are_error_results_with_the_mapped_message(gateway, upstrea
     metrics = httpx2.get(gateway.url + "/metrics").text
     assert 'gateway_mcp_tool_calls_total{outcome="model_not_found",tool="chat"} 1.0' in metrics
     assert 'gateway_mcp_tool_calls_total{outcome="success",tool="list_models"} 1.0' in metrics
-    assert ('gateway_llm_requests_total{model="gpt-4o",outcome="context_length_exceeded",'
-            'provider="openai"} 1.0') in metrics
+    assert (
+        'gateway_llm_requests_total{model="gpt-4o",outcome="context_length_exceeded",'
+        'provider="openai"} 1.0'
+    ) in metrics
 
 
 async def test_auth_required_when_keys_configured(make_gateway, upstream):
@@ -128,15 +140,23 @@ async def test_auth_required_when_keys_configured(make_gateway, upstream):
 
 
 async def test_dns_rebinding_protection(make_gateway):
-    gateway = make_gateway({"GATEWAY_ALLOWED_HOSTS": "gateway.example",
-                            "GATEWAY_ALLOWED_ORIGINS": "https://ide.example"})
+    gateway = make_gateway(
+        {
+            "GATEWAY_ALLOWED_HOSTS": "gateway.example",
+            "GATEWAY_ALLOWED_ORIGINS": "https://ide.example",
+        }
+    )
     url = gateway.url + "/mcp"
     evil = httpx2.post(url, json=INIT, headers={**MCP_HEADERS, "host": "evil.example:8080"})
     assert evil.status_code == 421
     origin = httpx2.post(url, json=INIT, headers={**MCP_HEADERS, "origin": "https://evil.example"})
     assert origin.status_code == 403
-    for headers in ({"host": "gateway.example"}, {"host": "localhost:1234"},
-                    {"origin": "https://ide.example"}, {"origin": "http://localhost:6274"}):
+    for headers in (
+        {"host": "gateway.example"},
+        {"host": "localhost:1234"},
+        {"origin": "https://ide.example"},
+        {"origin": "http://localhost:6274"},
+    ):
         ok = httpx2.post(url, json=INIT, headers={**MCP_HEADERS, **headers})
         assert ok.status_code == 200, (headers, ok.text)
 
@@ -155,8 +175,9 @@ async def test_session_clients_across_workers(gateway_env, upstream):
     with GatewayProcess(env, "--workers", "2") as gateway:
         async with (
             httpx2.AsyncClient(headers={"Authorization": "Bearer k"}, limits=limits) as http,
-            Client(streamable_http_client(gateway.url + "/mcp", http_client=http),
-                   mode="legacy") as client,
+            Client(
+                streamable_http_client(gateway.url + "/mcp", http_client=http), mode="legacy"
+            ) as client,
         ):
             for i in range(8):
                 reply = await client.call_tool("chat", {"model": "gpt-4o", "prompt": f"n{i}"})

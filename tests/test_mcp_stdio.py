@@ -44,9 +44,16 @@ async def test_stdio_tools(gateway_env, gateway_config, upstream, mode):
 
 def test_stdout_carries_only_protocol(gateway_env, gateway_config):
     params = gateway_mcp(gateway_env, gateway_config)
-    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {},
-        "clientInfo": {"name": "raw", "version": "0"}}}
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "0"},
+        },
+    }
     result = subprocess.run(
         [params.command, *params.args],
         input=json.dumps(init) + "\n",

@@ -12,7 +12,7 @@ from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from gateway.observability import multiprocess
 from gateway.settings import Settings
 from tests.gateway_server import GatewayProcess
-from tests.promtext import scrape
+from tests.promtext import scrape, wait_for
 
 CHAT = "/v1/chat/completions"
 BATCH = 16
@@ -60,6 +60,9 @@ def test_two_workers_report_the_sum_of_this_run(gateway_env, gateway_config, tmp
             drive(gw.url, BATCH)
             sent += BATCH
         assert len(worker_pids(directory)) == 2, "both workers should have served requests"
+        # Each worker folds its requests into the shared files within 0.1 s.
+        served = "gateway_http_requests_total"
+        wait_for(gw.url, lambda m: m.sum(served, route=CHAT, status="200") == sent)
         # Whichever worker answers the scrape, it reports every worker's count, and
         # nothing of the earlier run.
         for _ in range(4):

@@ -148,15 +148,18 @@ class Prometheus:
 
 def drive(gateway: GatewayServer, upstream: Any) -> None:
     """JSON, a stream, a retry, upstream errors and an unknown path."""
-    client = openai.OpenAI(base_url=gateway.base_url, api_key="x", max_retries=0)
     messages = [{"role": "user", "content": "hi"}]
-    client.chat.completions.create(model="openai/gpt-4o-mini", messages=messages)
-    list(client.chat.completions.create(model="openai/gpt-4o", messages=messages, stream=True))
-    upstream.script(Reply.error(429, retry_after=0))
-    client.chat.completions.create(model="openai/gpt-4o-mini", messages=messages)
-    upstream.script(Reply.error(503), Reply.error(503), Reply.error(503))
-    with pytest.raises(openai.InternalServerError):
+    with openai.OpenAI(base_url=gateway.base_url, api_key="x", max_retries=0) as client:
         client.chat.completions.create(model="openai/gpt-4o-mini", messages=messages)
+        stream = client.chat.completions.create(
+            model="openai/gpt-4o", messages=messages, stream=True
+        )
+        list(stream)
+        upstream.script(Reply.error(429, retry_after=0))
+        client.chat.completions.create(model="openai/gpt-4o-mini", messages=messages)
+        upstream.script(Reply.error(503), Reply.error(503), Reply.error(503))
+        with pytest.raises(openai.InternalServerError):
+            client.chat.completions.create(model="openai/gpt-4o-mini", messages=messages)
     httpx2.get(gateway.base_url + "/models/openai/gpt-4o")
     httpx2.get(gateway.url + "/nowhere")
 

@@ -7,12 +7,20 @@ import logging
 import re
 import subprocess
 import sys
+import time
 
 import httpx2
 import openai
 import pytest
 
-from gateway.observability.logging import ACCESS_LOGGER, JsonFormatter, TextFormatter, level_name
+from gateway.observability.logging import (
+    ACCESS_LOGGER,
+    AccessLog,
+    JsonFormatter,
+    TextFormatter,
+    level_name,
+)
+from gateway.providers.base import CallStats
 from gateway.settings import ConfigError
 from tests.fake_upstream import Reply
 from tests.gateway_server import GatewayProcess, _clean_env
@@ -22,7 +30,7 @@ SECRET_CONTENT = "the secret plan for tuesday"
 
 
 def access_lines(output: str) -> list[dict]:
-    lines = [json.loads(line) for line in output.splitlines() if line.strip()]
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
     return [line for line in lines if line["logger"] == ACCESS_LOGGER]
 
 
@@ -79,13 +87,12 @@ def test_served_gateway_writes_one_json_line_per_request(gateway_env, gateway_co
         assert secret not in output
 
 
-def test_log_line_reports_retries_and_a_broken_stream(gateway, upstream, caplog):
+def test_log_line_reports_retries_and_a_broken_stream(gateway, upstream, caplog, capsys):
     caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
     client = openai.OpenAI(base_url=gateway.base_url, api_key="x", max_retries=0)
     upstream.script(Reply.error(503), Reply.completion("fine"))
-    client.chat.completions.create(
-        model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "a"}]
-    )
+    messages = [{"role": "user", "content": "a"}]
+    client.chat.completions.create(model="openai/gpt-4o-mini", messages=messages)
     chunk = {
         "id": "c",
         "object": "chat.completion.chunk",
@@ -95,13 +102,18 @@ def test_log_line_reports_retries_and_a_broken_stream(gateway, upstream, caplog)
     }
     upstream.script(Reply.sse([chunk, chunk, chunk], cut_after=2))
     stream = client.chat.completions.create(
-        model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "b"}], stream=True
+        model="openai/gpt-4o-mini", messages=messages, stream=True
     )
     with pytest.raises(openai.APIError):
         list(stream)
 
-    fields = [r.fields for r in caplog.records if r.name == ACCESS_LOGGER]  # type: ignore[attr-defined]
-    assert [(f["status"], f["retries"], f["outcome"]) for f in fields] == [
+    # Lines are written in batches, at most a tenth of a second after their request.
+    lines: list[dict] = []
+    deadline = time.monotonic() + 10
+    while len(lines) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        lines += access_lines(capsys.readouterr().err)
+    assert [(f["status"], f["retries"], f["outcome"]) for f in lines] == [
         (200, 1, "success"),
         (200, 0, "upstream_unavailable"),
     ]
@@ -121,6 +133,32 @@ def test_formatters_render_fields():
     text = TextFormatter().format(record)
     assert text.endswith(
         'INFO gateway.access request request_id=r1 route=/v1/models/{handle} model=- note="a b"'
+    )
+
+
+def test_access_lines_in_both_formats():
+    stats = CallStats("kimi", "kimi-k2", upstream_seconds=0.25, attempts=2, prompt_tokens=5)
+    stats.first_token_seconds = 0.125
+    args = (0.0, "r1", "POST", CHAT, 200, 0.5, [stats])
+    line = json.loads(AccessLog("json").render(*args))
+    assert line == {
+        "ts": "1970-01-01T00:00:00.000Z", "level": "info", "logger": ACCESS_LOGGER,
+        "msg": "request", "request_id": "r1", "method": "POST", "route": CHAT, "status": 200,
+        "duration_ms": 500.0, "provider": "kimi", "model": "kimi-k2", "upstream_ms": 250.0,
+        "prompt_tokens": 5, "completion_tokens": 0, "retries": 1, "outcome": "success",
+        "ttft_ms": 125.0,
+    }  # fmt: skip
+    text = AccessLog("text").render(*args)
+    assert text.startswith("1970-01-01T00:00:00.000Z INFO gateway.access request request_id=r1 ")
+    assert " retries=1 outcome=success ttft_ms=125.0" in text
+    # An agent turn's calls are summed; the first failure is the outcome.
+    failed = CallStats("kimi", "kimi-k2", attempts=1, prompt_tokens=3, outcome="upstream_timeout")
+    turn = json.loads(AccessLog("json").render(0.0, "r2", "POST", CHAT, 200, 1.0, [stats, failed]))
+    assert (turn["prompt_tokens"], turn["retries"], turn["outcome"], turn["calls"]) == (
+        8,
+        1,
+        "upstream_timeout",
+        2,
     )
 
 

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated
 
 from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from gateway.agents.loop import StepEvent
+from gateway.agents.loop import StepEvent, StepFn
 from gateway.agents.schemas import AgentRecord, TurnResult
 from gateway.mcp import results
+from gateway.providers.base import CallStats
 
 if TYPE_CHECKING:
     from gateway.mcp.server import McpFacade
@@ -74,8 +76,10 @@ class AgentReply(BaseModel):
 MessageArg = Annotated[str, Field(description="What to say to the agent")]
 ConversationArg = Annotated[
     str | None,
-    Field(description="Conversation id; the agent keeps one history per conversation "
-                      "(default: its default conversation)"),
+    Field(
+        description="Conversation id; the agent keeps one history per conversation "
+        "(default: its default conversation)"
+    ),
 ]
 AgentArg = Annotated[str, Field(description="The agent's name or id (see list_agents)")]
 NameArg = Annotated[
@@ -85,8 +89,9 @@ ModelArg = Annotated[str, Field(description="Model handle the agent thinks with 
 SystemArg = Annotated[str | None, Field(description="System prompt (default: a general one)")]
 MemoryArg = Annotated[
     dict[str, str] | None,
-    Field(description="Memory blocks as label -> initial text (default: empty 'persona' "
-                      "and 'human')"),
+    Field(
+        description="Memory blocks as label -> initial text (default: empty 'persona' and 'human')"
+    ),
 ]
 DescriptionArg = Annotated[
     str | None, Field(description="What the agent is for; it describes its ask_<name> tool")
@@ -140,13 +145,18 @@ class AgentTools:
         if self._asks.get(agent.id) == (name, description):
             return False
         self._drop(agent.id)
+        # Two agents may have swapped names since we last looked.
+        for other, (taken, _) in list(self._asks.items()):
+            if taken == name:
+                self._drop(other)
         self.facade.server.add_tool(
             _ask_tool(self, agent.id, agent.name),
             name=name,
             title=f"Ask {agent.name}",
             description=description,
-            annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False,
-                                        open_world_hint=True),
+            annotations=ToolAnnotations(
+                read_only_hint=False, destructive_hint=False, open_world_hint=True
+            ),
         )
         self._asks[agent.id] = (name, description)
         return True
@@ -161,24 +171,31 @@ class AgentTools:
     async def turn(
         self, tool: str, ref: str, message: str, conversation: str | None, ctx: Context | None
     ) -> CallToolResult:
-        """One agent turn as a tool result, with a progress notification per step."""
+        """One agent turn as a tool result."""
 
         async def run() -> CallToolResult:
-            calls: list = []
-            on_step = _progress(ctx) if ctx is not None else None
-            if ctx is not None:
-                await _report(ctx, 0, self.agents.settings.agent_max_steps, "thinking")
-            try:
-                result = await self.agents.run_turn(
-                    ref, message, conversation=conversation, on_step=on_step, calls=calls
-                )
-            finally:
-                for stats in calls:
-                    self.facade.services.metrics.record_call(stats)
+            result = await self.run_turn(ref, message, conversation, ctx)
             data = _reply(result)
             return results.ok(data, data.reply or f"({result.finish_reason}, no text)")
 
         return await self.facade.serve(tool, run)
+
+    async def run_turn(
+        self, ref: str, message: str, conversation: str | None, ctx: Context | None
+    ) -> TurnResult:
+        """One agent turn, with a progress notification per step when the client asked."""
+        calls: list[CallStats] = []
+        on_step = _progress(ctx) if ctx is not None else None
+        if ctx is not None:
+            await _report(ctx, 0, self.agents.settings.agent_max_steps, "thinking")
+        try:
+            return await self.agents.run_turn(
+                ref, message, conversation=conversation, on_step=on_step, calls=calls
+            )
+        finally:
+            # No HTTP middleware sees these calls (stdio, or inside the MCP session).
+            for stats in calls:
+                self.facade.services.metrics.record_call(stats)
 
     def _add_fixed_tools(self) -> None:
         facade, agents = self.facade, self.agents
@@ -189,14 +206,17 @@ class AgentTools:
             async def run() -> CallToolResult:
                 found = await agents.list_agents()
                 data = AgentList(agents=[_summary(a) for a in found])
-                lines = [f"{a.name} ({a.model}): {a.description or 'no description'}"
-                         for a in found]
+                lines = [
+                    f"{a.name} ({a.model}): {a.description or 'no description'}" for a in found
+                ]
                 return results.ok(data, "\n".join(lines) or "no agents yet")
 
             return await facade.serve("list_agents", run)
 
         async def send_message(
-            agent: AgentArg, message: MessageArg, ctx: Context,
+            agent: AgentArg,
+            message: MessageArg,
+            ctx: Context,
             conversation: ConversationArg = None,
         ) -> Annotated[CallToolResult, AgentReply]:
             """Send a message to an agent (by name or id) and return its reply.
@@ -206,8 +226,11 @@ class AgentTools:
             return await self.turn("send_message", agent, message, conversation, ctx)
 
         async def create_agent(
-            name: NameArg, model: ModelArg, system: SystemArg = None,
-            memory: MemoryArg = None, description: DescriptionArg = None,
+            name: NameArg,
+            model: ModelArg,
+            system: SystemArg = None,
+            memory: MemoryArg = None,
+            description: DescriptionArg = None,
         ) -> Annotated[CallToolResult, CreatedAgent]:
             """Create a stateful agent; it becomes the tool ask_<name>."""
 
@@ -221,8 +244,10 @@ class AgentTools:
                     spec["memory_blocks"] = [{"label": k, "value": v} for k, v in memory.items()]
                 created = await agents.create_agent(spec)
                 data = _created(created)
-                text = (f"Created agent '{created.name}' on {created.model}; "
-                        f"ask it with the tool {data.tool}.")
+                text = (
+                    f"Created agent '{created.name}' on {created.model}; "
+                    f"ask it with the tool {data.tool}."
+                )
                 return results.ok(data, text)
 
             return await facade.serve("create_agent", run)
@@ -231,24 +256,32 @@ class AgentTools:
         server.add_tool(
             list_agents,
             title="List agents",
-            annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True,
-                                        open_world_hint=False),
+            annotations=ToolAnnotations(
+                read_only_hint=True, idempotent_hint=True, open_world_hint=False
+            ),
         )
         server.add_tool(
             send_message,
             title="Message an agent",
-            annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False,
-                                        open_world_hint=True),
+            annotations=ToolAnnotations(
+                read_only_hint=False, destructive_hint=False, open_world_hint=True
+            ),
         )
         server.add_tool(
             create_agent,
             title="Create an agent",
-            annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False,
-                                        idempotent_hint=False, open_world_hint=False),
+            annotations=ToolAnnotations(
+                read_only_hint=False,
+                destructive_hint=False,
+                idempotent_hint=False,
+                open_world_hint=False,
+            ),
         )
 
 
-def _ask_tool(tools: AgentTools, agent_id: str, name: str):  # type: ignore[no-untyped-def]
+def _ask_tool(
+    tools: AgentTools, agent_id: str, name: str
+) -> Callable[..., Awaitable[CallToolResult]]:
     async def ask(
         message: MessageArg, ctx: Context, conversation: ConversationArg = None
     ) -> Annotated[CallToolResult, AgentReply]:
@@ -258,7 +291,7 @@ def _ask_tool(tools: AgentTools, agent_id: str, name: str):  # type: ignore[no-u
     return ask
 
 
-def _progress(ctx: Context):  # type: ignore[no-untyped-def]
+def _progress(ctx: Context) -> StepFn:
     async def on_step(event: StepEvent) -> None:
         if event.final:
             note = f"step {event.step}: answered"
@@ -294,8 +327,9 @@ def _created(agent: AgentRecord) -> CreatedAgent:
     return CreatedAgent(
         **_summary(agent).model_dump(),
         system=agent.system,
-        memory_blocks=[MemoryBlockOut(label=b.label, value=b.value, limit=b.limit)
-                       for b in agent.memory_blocks],
+        memory_blocks=[
+            MemoryBlockOut(label=b.label, value=b.value, limit=b.limit) for b in agent.memory_blocks
+        ],
     )
 
 

@@ -315,7 +315,7 @@ class McpToolbox:
         for server in sorted(self._connections, key=len, reverse=True):
             prefix = server + SEPARATOR
             if function.startswith(prefix) and len(function) > len(prefix):
-                return server, function[len(prefix):]
+                return server, function[len(prefix) :]
         return None
 
 

@@ -11,22 +11,26 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
 from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.subscriptions import ToolsListChanged
-from mcp.types import CallToolResult, ToolAnnotations
+from mcp.types import CallToolResult, InputRequiredResult, ToolAnnotations
+from mcp.types import Tool as MCPTool
 from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 
 from gateway import __version__, errors
 from gateway.mcp import results
+from gateway.mcp.agent_tools import ASK, AgentTools
 from gateway.providers.base import CallStats
 from gateway.services import Services
 from gateway.settings import Settings, is_loopback
 
+AGENT_PREFIX = "agent/"
 INSTRUCTIONS = (
     "agent-gateway: chat with any configured model (`list_models`, then `chat`) and talk to "
     "the gateway's stateful agents (`list_agents`, `ask_<name>`, `send_message`)."
@@ -66,8 +70,11 @@ class McpFacade:
         # Our own bus, so changes made outside an MCP request (an agent created over REST)
         # can still reach clients listening on 2026-era connections.
         self.bus = InMemorySubscriptionBus()
-        self.server: MCPServer = _new_server(self.bus)
+        self.server = _new_server(self.bus)
         _add_model_tools(self)
+        self.agent_tools = AgentTools(self)
+        self.server.refresh = self.agent_tools.sync
+        self.server.is_stale = _stale_check(self.agent_tools)
 
     def http_app(self, settings: Settings) -> Starlette:
         """The Streamable HTTP app (path `/mcp`); call once per facade.
@@ -84,11 +91,16 @@ class McpFacade:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """The HTTP session manager's task group; without it every request fails."""
+        """The HTTP session manager's task group; without it every request fails.
+
+        Enter it after the services have started: the agents' tools are read from the store.
+        """
         async with self.server.session_manager.run():
+            await self.agent_tools.sync()
             yield
 
     async def run_stdio(self) -> None:
+        await self.agent_tools.sync()
         await self.server.run_stdio_async()
 
     async def tools_changed(self) -> None:
@@ -103,13 +115,40 @@ class McpFacade:
         return result
 
 
-def _new_server(bus: InMemorySubscriptionBus) -> MCPServer:
+class GatewayMCPServer(MCPServer):
+    """`MCPServer` whose tool list is brought up to date before it is read.
+
+    Agents may be created by another worker or process; their `ask_<name>` tools must
+    still be listed, and callable by a client that listed them elsewhere.
+    """
+
+    refresh: Callable[[], Awaitable[None]] | None = None
+    is_stale: Callable[[str], bool] | None = None
+
+    async def list_tools(self) -> list[MCPTool]:
+        if self.refresh is not None:
+            await self.refresh()
+        return await super().list_tools()
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        if self.refresh is not None and self.is_stale is not None and self.is_stale(name):
+            await self.refresh()
+        return await super().call_tool(name, arguments, context)
+
+
+def _stale_check(agent_tools: AgentTools) -> Callable[[str], bool]:
+    return lambda name: name.startswith(ASK) and not agent_tools.has(name)
+
+
+def _new_server(bus: InMemorySubscriptionBus) -> GatewayMCPServer:
     # MCPServer calls logging.basicConfig(); the gateway configures its own logging, so
     # keep the root logger as it was.
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     try:
-        return MCPServer(
+        return GatewayMCPServer(
             "agent-gateway",
             title="agent-gateway",
             instructions=INSTRUCTIONS,
@@ -152,7 +191,10 @@ def _host_patterns(host: str) -> list[str]:
 
 ModelArg = Annotated[
     str,
-    Field(description="Model handle 'provider/model' (see list_models), or a bare model id"),
+    Field(
+        description="Model handle 'provider/model' (see list_models), a bare model id, "
+        "or 'agent/<name>' for an agent"
+    ),
 ]
 PromptArg = Annotated[str, Field(description="The user message to send")]
 
@@ -166,22 +208,42 @@ def _add_model_tools(facade: McpFacade) -> None:
         async def run() -> CallToolResult:
             infos = sorted(await services.router.list_models(), key=lambda m: m.handle)
             data = ModelList(
-                models=[ModelEntry(handle=m.handle, provider=m.provider,
-                                   context_window=m.context_window) for m in infos]
+                models=[
+                    ModelEntry(
+                        handle=m.handle, provider=m.provider, context_window=m.context_window
+                    )
+                    for m in infos
+                ]
             )
             lines = [
-                f"{m.handle} (context window {m.context_window})" if m.context_window
-                else m.handle
+                f"{m.handle} (context window {m.context_window})" if m.context_window else m.handle
                 for m in infos
             ]
             return results.ok(data, "\n".join(lines) or "no models: no provider is enabled")
 
         return await facade.serve("list_models", run)
 
-    async def chat(model: ModelArg, prompt: PromptArg) -> Annotated[CallToolResult, ChatReply]:
-        """Send one prompt to a model through the gateway and return its reply."""
+    async def chat(
+        model: ModelArg, prompt: PromptArg, ctx: Context
+    ) -> Annotated[CallToolResult, ChatReply]:
+        """Send one prompt to a model through the gateway and return its reply.
+
+        `agent/<name>` runs a turn of that agent, as the OpenAI-compatible API does.
+        """
 
         async def run() -> CallToolResult:
+            if model.startswith(AGENT_PREFIX):
+                turn = await facade.agent_tools.run_turn(
+                    model[len(AGENT_PREFIX) :], prompt, None, ctx
+                )
+                usage = Usage(
+                    prompt_tokens=turn.usage.prompt_tokens,
+                    completion_tokens=turn.usage.completion_tokens,
+                )
+                data = ChatReply(
+                    model=model, content=turn.reply, finish_reason=turn.finish_reason, usage=usage
+                )
+                return results.ok(data, turn.reply)
             route = await services.router.resolve(model)
             body = {"model": model, "messages": [{"role": "user", "content": prompt}]}
             payload, _ = route.client.prepare(body, route.model)
@@ -199,8 +261,9 @@ def _add_model_tools(facade: McpFacade) -> None:
                 model=route.handle,
                 content=content,
                 finish_reason=finish,
-                usage=Usage(prompt_tokens=stats.prompt_tokens,
-                            completion_tokens=stats.completion_tokens),
+                usage=Usage(
+                    prompt_tokens=stats.prompt_tokens, completion_tokens=stats.completion_tokens
+                ),
             )
             return results.ok(data, content)
 
@@ -210,12 +273,14 @@ def _add_model_tools(facade: McpFacade) -> None:
     server.add_tool(
         list_models,
         title="List models",
-        annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True,
-                                    open_world_hint=False),
+        annotations=ToolAnnotations(
+            read_only_hint=True, idempotent_hint=True, open_world_hint=False
+        ),
     )
     server.add_tool(
         chat,
         title="Chat with a model",
-        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False,
-                                    open_world_hint=True),
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=False, open_world_hint=True
+        ),
     )

@@ -15,6 +15,7 @@ import logging.config
 import sys
 import time
 from collections.abc import Sequence
+from itertools import islice
 from typing import Any
 
 import orjson
@@ -168,21 +169,31 @@ class AccessLog:
         calls: Sequence[CallStats],
     ) -> str:
         """One request's line; no headers, bodies or keys ever reach it."""
+        # One dict display with every key: this runs for every request.
         fields: dict[str, Any] = {
-            "request_id": request_id,
-            "method": method,
-            "route": route,
-            "status": status,
-            "duration_ms": _ms(duration),
-        }
-        if calls:
+            "ts": self._ts.format(when), "level": "info", "logger": ACCESS_LOGGER,
+            "msg": "request", "request_id": request_id, "method": method, "route": route,
+            "status": status, "duration_ms": int(duration * 1_000_000) / 1000,
+        }  # fmt: skip
+        if len(calls) == 1:
+            call = calls[0]
+            fields["provider"] = call.provider
+            fields["model"] = call.model
+            fields["upstream_ms"] = int(call.upstream_seconds * 1_000_000) / 1000
+            fields["prompt_tokens"] = call.prompt_tokens
+            fields["completion_tokens"] = call.completion_tokens
+            fields["retries"] = call.attempts - 1 if call.attempts > 1 else 0
+            fields["outcome"] = call.outcome
+            if call.first_token_seconds is not None:
+                fields["ttft_ms"] = int(call.first_token_seconds * 1_000_000) / 1000
+        elif calls:
             _add_calls(fields, calls)
-        ts = self._ts.format(when)
         if self._json:
-            head = {"ts": ts, "level": "info", "logger": ACCESS_LOGGER, "msg": "request"}
-            return orjson.dumps({**head, **fields}, default=str).decode()
-        pairs = " ".join(f"{key}={_text_value(value)}" for key, value in fields.items())
-        return f"{ts} INFO {ACCESS_LOGGER} request {pairs}"
+            return orjson.dumps(fields, default=str).decode()
+        pairs = " ".join(
+            f"{key}={_text_value(value)}" for key, value in islice(fields.items(), 4, None)
+        )
+        return f"{fields['ts']} INFO {ACCESS_LOGGER} request {pairs}"
 
     def write(self, lines: list[str]) -> None:
         lines.append("")
@@ -192,6 +203,7 @@ class AccessLog:
 
 
 def _add_calls(fields: dict[str, Any], calls: Sequence[CallStats]) -> None:
+    """An agent turn's calls, summed; the last one names provider and model."""
     last = calls[-1]
     fields["provider"] = last.provider
     fields["model"] = last.model
@@ -200,8 +212,7 @@ def _add_calls(fields: dict[str, Any], calls: Sequence[CallStats]) -> None:
     fields["completion_tokens"] = sum(c.completion_tokens for c in calls)
     fields["retries"] = sum(c.retries for c in calls)
     fields["outcome"] = next((c.outcome for c in calls if c.outcome != "success"), "success")
-    if len(calls) > 1:
-        fields["calls"] = len(calls)
+    fields["calls"] = len(calls)
     if last.first_token_seconds is not None:
         fields["ttft_ms"] = _ms(last.first_token_seconds)
 

@@ -64,7 +64,7 @@ def to_anthropic_request(body: dict[str, Any], model: str) -> dict[str, Any]:
     budget = 0
     if thinking is not None:
         out["thinking"] = thinking
-        budget = thinking.get("budget_tokens", 0) if thinking.get("type") == "enabled" else 0
+        budget = _int(thinking.get("budget_tokens")) if thinking.get("type") == "enabled" else 0
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
     # Thinking tokens count against max_tokens; the default leaves room for an answer.
     out["max_tokens"] = limit or DEFAULT_MAX_TOKENS + budget
@@ -279,7 +279,7 @@ def _tools(body: dict[str, Any], out: dict[str, Any]) -> None:
 
 def _tool(tool: Any, where: str) -> dict[str, Any]:
     function = tool.get("function") if isinstance(tool, dict) else None
-    if tool.get("type") != "function" or not isinstance(function, dict):
+    if not isinstance(function, dict) or tool.get("type") != "function":
         raise errors.InvalidRequest(
             "only function tools are supported for Anthropic models", param=f"{where}.type"
         )
