@@ -13,8 +13,8 @@ import pytest
 from mcp import Client
 
 from tests.fake_upstream import Reply
+from tests.mcp_clients import gateway_mcp, mcp_client
 from tests.mcp_test_server import McpTestServerProcess, stdio_command
-from tests.test_mcp_http import mcp_client
 
 MODEL = "openai/gpt-4o-mini"
 SHORT = 0.5  # the external servers' tool timeout; only `hang` ever waits for it
@@ -104,14 +104,15 @@ async def test_tool_list_follows_agents_made_elsewhere(gateway):
         assert not any(n.startswith("ask_") for n in tool_names(await client.list_tools()))
 
 
-async def test_agents_made_by_another_gateway_are_listed_and_callable(make_gateway):
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_agents_made_by_another_gateway_are_listed_and_callable(make_gateway, mode):
     # Two gateways on one store, as two workers or replicas would be.
     first, second = make_gateway(), make_gateway()
-    async with mcp_client(second.url) as client:
+    async with mcp_client(second.url, mode=mode) as client:
         assert "ask_elsewhere" not in tool_names(await client.list_tools())
         rest_agent(first, name="elsewhere")
         assert "ask_elsewhere" in tool_names(await client.list_tools())
-    async with mcp_client(first.url, mode="legacy") as client:
+    async with mcp_client(first.url, mode=mode) as client:
         rest_agent(second, name="other")
         # Called without listing first: the name is looked up in the store.
         reply = await client.call_tool("ask_other", {"message": "hi"})
@@ -252,8 +253,6 @@ async def test_agent_offered_only_the_tools_it_names(tools_gateway, upstream):
 
 
 async def test_stdio_gateway_serves_agents(gateway_env, gateway_config, upstream):
-    from tests.test_mcp_stdio import gateway_mcp
-
     async with Client(gateway_mcp(gateway_env, gateway_config)) as client:
         created = await client.call_tool("create_agent", {"name": "desk", "model": MODEL})
         assert not created.is_error, created.content

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-
 import httpx2
 import pytest
 from mcp import Client, MCPError
@@ -12,6 +9,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from tests.fake_upstream import Reply
 from tests.gateway_server import GatewayProcess
+from tests.mcp_clients import mcp_client
 
 INIT = {
     "jsonrpc": "2.0",
@@ -24,19 +22,6 @@ INIT = {
     },
 }
 MCP_HEADERS = {"accept": "application/json, text/event-stream"}
-
-
-@contextlib.asynccontextmanager
-async def mcp_client(
-    url: str, key: str | None = None, mode: str = "auto", **headers: str
-) -> AsyncIterator[Client]:
-    if key is not None:
-        headers["Authorization"] = f"Bearer {key}"
-    async with (
-        httpx2.AsyncClient(headers=headers) as http,
-        Client(streamable_http_client(url + "/mcp", http_client=http), mode=mode) as client,
-    ):
-        yield client
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])

@@ -4,26 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from mcp import Client, StdioServerParameters
+from mcp import Client
 
 from tests.fake_upstream import Reply
-from tests.gateway_server import _clean_env
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def gateway_mcp(gateway_env: dict[str, str], gateway_config: Path) -> StdioServerParameters:
-    env = {**_clean_env(), **gateway_env, "GATEWAY_LOG_LEVEL": "DEBUG"}
-    return StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "gateway", "--config", str(gateway_config), "mcp"],
-        env=env,
-        cwd=str(ROOT),
-    )
+from tests.mcp_clients import gateway_mcp
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])

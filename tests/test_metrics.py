@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import httpx2
@@ -17,6 +18,12 @@ from tests.promtext import Samples, scrape, wait_for
 
 CHAT = "/v1/chat/completions"
 LLM = {"provider": "openai", "model": "gpt-4o-mini"}
+
+
+@pytest.fixture
+def client(gateway) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=gateway.base_url, api_key="x", max_retries=0) as client:
+        yield client
 
 
 def ask(client: openai.OpenAI, **kwargs: Any) -> Any:
@@ -36,8 +43,7 @@ def chunk(content: str | None, finish: str | None = None) -> dict[str, Any]:
     }
 
 
-def test_counts_after_json_stream_retry_and_errors(gateway, upstream):
-    client = openai.OpenAI(base_url=gateway.base_url, api_key="x", max_retries=0)
+def test_counts_after_json_stream_retry_and_errors(gateway, upstream, client):
     ask(client)
     chunks = list(ask(client, stream=True))
     # The gateway asked upstream for usage; the client, who did not, gets no usage chunk.
@@ -93,11 +99,10 @@ def test_metrics_auth_when_configured(make_gateway):
     scrape(gw.url, headers={"Authorization": "Bearer gk"})
 
 
-def test_stream_is_measured_at_its_last_byte(gateway, upstream):
+def test_stream_is_measured_at_its_last_byte(gateway, upstream, client):
     gap = 0.1
     events = [chunk("a"), chunk("b"), chunk("c"), chunk(None, "stop")]
     upstream.script(Reply.sse(events, delay=gap))
-    client = openai.OpenAI(base_url=gateway.base_url, api_key="x", max_retries=0)
     assert "".join(c.choices[0].delta.content or "" for c in ask(client, stream=True)) == "abc"
 
     m = scrape(gateway.url)
@@ -126,14 +131,13 @@ def test_stream_is_measured_when_the_client_leaves(gateway, upstream):
     assert m.sum("gateway_http_requests_in_flight") == 1  # only the scrape itself
 
 
-def test_in_flight_gauge_counts_open_requests(gateway, upstream):
+def test_in_flight_gauge_counts_open_requests(gateway, upstream, client):
     release = threading.Event()
 
     async def held(record: Any) -> None:
         await asyncio.to_thread(release.wait, 10)
 
     upstream.script(held)
-    client = openai.OpenAI(base_url=gateway.base_url, api_key="x", max_retries=0)
     worker = threading.Thread(target=ask, args=(client,))
     worker.start()
     try:
@@ -146,10 +150,9 @@ def test_in_flight_gauge_counts_open_requests(gateway, upstream):
     assert idle.sum("gateway_http_requests_in_flight") == 1
 
 
-def test_unlisted_model_is_counted_under_one_label(gateway, upstream):
+def test_unlisted_model_is_counted_under_one_label(gateway, upstream, client):
     # Without a live model list the provider accepts any id; labels must not follow it.
     upstream.script_models(Reply.error(500))
-    client = openai.OpenAI(base_url=gateway.base_url, api_key="x", max_retries=0)
     for model in ("openai/made-up-1", "openai/made-up-2", "openai/gpt-4o-mini"):
         client.chat.completions.create(model=model, messages=[{"role": "user", "content": "x"}])
     m = scrape(gateway.url)

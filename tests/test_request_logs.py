@@ -38,25 +38,29 @@ def test_served_gateway_writes_one_json_line_per_request(gateway_env, gateway_co
     env = {**gateway_env, "GATEWAY_API_KEYS": "gw-secret-key"}
     gw = GatewayProcess(env, "--config", str(gateway_config)).start()
     try:
-        client = openai.OpenAI(base_url=gw.base_url, api_key="gw-secret-key", max_retries=0)
-        messages = [{"role": "user", "content": SECRET_CONTENT}]
-        raw = client.chat.completions.with_raw_response.create(
-            model="openai/gpt-4o-mini", messages=messages, extra_headers={"X-Request-Id": "req-123"}
-        )
-        assert raw.headers["x-request-id"] == "req-123"
-        generated = client.chat.completions.with_raw_response.create(
-            model="openai/gpt-4o-mini", messages=messages, stream=True
-        )
-        list(generated.parse())
-        generated_id = generated.headers["x-request-id"]
-        assert re.fullmatch(r"[0-9a-f]{32}", generated_id)
-        assert httpx2.post(gw.url + CHAT, json={}).status_code == 401
+        key = "gw-secret-key"
+        with openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0) as client:
+            messages = [{"role": "user", "content": SECRET_CONTENT}]
+            raw = client.chat.completions.with_raw_response.create(
+                model="openai/gpt-4o-mini",
+                messages=messages,
+                extra_headers={"X-Request-Id": "req-123"},
+            )
+            assert raw.headers["x-request-id"] == "req-123"
+            generated = client.chat.completions.with_raw_response.create(
+                model="openai/gpt-4o-mini", messages=messages, stream=True
+            )
+            list(generated.parse())
+            generated_id = generated.headers["x-request-id"]
+            assert re.fullmatch(r"[0-9a-f]{32}", generated_id)
+            assert httpx2.post(gw.url + CHAT, json={}).status_code == 401
     finally:
         output = gw.stop()
 
     # uvicorn's own lines share the format: every line of the output is one JSON object.
     records = [json.loads(line) for line in output.splitlines() if line.strip()]
     assert any(r["logger"].startswith("uvicorn") for r in records)
+    assert not any(r["logger"] == "uvicorn.access" for r in records)  # ours replaces it
     # Start-up polled /healthz; those lines are there too.
     by_id = {
         line["request_id"]: line for line in access_lines(output) if line["route"] != "/healthz"
@@ -87,25 +91,23 @@ def test_served_gateway_writes_one_json_line_per_request(gateway_env, gateway_co
         assert secret not in output
 
 
+def chunk(content: str) -> dict:
+    choice = {"index": 0, "delta": {"content": content}, "finish_reason": None}
+    return {"id": "c", "object": "chat.completion.chunk", "created": 0, "choices": [choice]}
+
+
 def test_log_line_reports_retries_and_a_broken_stream(gateway, upstream, caplog, capsys):
     caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
-    client = openai.OpenAI(base_url=gateway.base_url, api_key="x", max_retries=0)
-    upstream.script(Reply.error(503), Reply.completion("fine"))
     messages = [{"role": "user", "content": "a"}]
-    client.chat.completions.create(model="openai/gpt-4o-mini", messages=messages)
-    chunk = {
-        "id": "c",
-        "object": "chat.completion.chunk",
-        "created": 0,
-        "model": "gpt-4o-mini",
-        "choices": [{"index": 0, "delta": {"content": "par"}, "finish_reason": None}],
-    }
-    upstream.script(Reply.sse([chunk, chunk, chunk], cut_after=2))
-    stream = client.chat.completions.create(
-        model="openai/gpt-4o-mini", messages=messages, stream=True
-    )
-    with pytest.raises(openai.APIError):
-        list(stream)
+    with openai.OpenAI(base_url=gateway.base_url, api_key="x", max_retries=0) as client:
+        upstream.script(Reply.error(503), Reply.completion("fine"))
+        client.chat.completions.create(model="openai/gpt-4o-mini", messages=messages)
+        upstream.script(Reply.sse([chunk("a"), chunk("b"), chunk("c")], cut_after=2))
+        stream = client.chat.completions.create(
+            model="openai/gpt-4o-mini", messages=messages, stream=True
+        )
+        with pytest.raises(openai.APIError):
+            list(stream)
 
     # Lines are written in batches, at most a tenth of a second after their request.
     lines: list[dict] = []

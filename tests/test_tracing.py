@@ -35,17 +35,16 @@ def otel() -> Any:
 
 
 @pytest.fixture
-def traced(gateway_env, gateway_config) -> Iterator[tuple[GatewayServer, Any]]:
+def traced(gateway_env, gateway_config) -> Iterator[tuple[Any, openai.OpenAI]]:
     provider, exporter = otel()
     server = GatewayServer(gateway_env, gateway_config)
     server.services.tracing = tracing.Tracing(provider)
-    with server:
-        yield server, exporter
+    with server, openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0) as client:
+        yield exporter, client
 
 
 def test_spans_for_request_and_each_attempt(traced, upstream):
-    server, exporter = traced
-    client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
+    exporter, client = traced
     upstream.script(Reply.error(429, retry_after=0))
     client.chat.completions.create(
         model="openai/gpt-4o-mini",
@@ -77,8 +76,7 @@ def test_spans_for_request_and_each_attempt(traced, upstream):
 
 
 def test_stream_attempt_span_ends_with_the_stream(traced, upstream):
-    server, exporter = traced
-    client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
+    exporter, client = traced
     stream = client.chat.completions.create(
         model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True
     )
@@ -118,10 +116,10 @@ def test_spans_are_exported_over_otlp_when_the_endpoint_is_set(gateway_env, gate
         env = {**gateway_env, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}
         with GatewayServer(env, gateway_config) as server:
             assert server.services.tracing is not None
-            client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
-            client.chat.completions.create(
-                model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
-            )
+            with openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0) as client:
+                client.chat.completions.create(
+                    model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+                )
         # Shutting down flushed the batch.
     finally:
         collector.shutdown()

@@ -4,8 +4,9 @@
 The `ask_<name>` tools follow the agents: the agent service tells us when one is created,
 renamed or deleted in this process, and every `tools/list` re-reads the store, so agents
 made by another worker or process appear too. Clients listening on a 2026-era connection
-hear of each change; the SDK's `MCPServer` tells session-based clients `listChanged: false`
-and offers no switch, so they see the new list when they list again.
+hear at once of the changes made in this process; the SDK's `MCPServer` tells session-based
+clients `listChanged: false` and offers no switch, so they see the new list when they list
+again.
 """
 
 from __future__ import annotations

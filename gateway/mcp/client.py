@@ -44,9 +44,11 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _MAX_FUNCTION_NAME = 64
 _MAX_PAGES = 20
 # After a failed connect, calls fail fast for this long instead of waiting on a dead server.
-RECONNECT_AFTER = 5.0
+RECONNECT_AFTER = 30.0
 # Starting a stdio server (an interpreter, `npx` …) can take longer than a tool call may.
 MIN_CONNECT_TIMEOUT = 30.0
+# How long a closing connection may take (a stdio server is asked to exit, then killed).
+CLOSE_TIMEOUT = 5.0
 
 
 class ServerUnavailable(Exception):
@@ -153,12 +155,14 @@ class McpConnection:
             return
         stop.set()
         try:
-            async with asyncio.timeout(5):
+            # Shielded: a caller cancelled meanwhile must not leave the server half closed.
+            async with asyncio.timeout(CLOSE_TIMEOUT):
                 await asyncio.shield(holder)
-        except (TimeoutError, asyncio.CancelledError):
+        except TimeoutError:
             holder.cancel()
-        except Exception:  # the holder logs its own failures
-            pass
+        except asyncio.CancelledError:
+            holder.cancel()
+            raise
 
     # -- tools -----------------------------------------------------------------------------
 

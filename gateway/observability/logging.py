@@ -50,6 +50,8 @@ def logging_config(settings: Settings) -> dict[str, Any]:
     level = _LEVELS[level_name(settings.log_level)]
     # uvicorn's loggers hand their records to the root handler instead of their own.
     uvicorn = {"level": level, "handlers": [], "propagate": True}
+    # The gateway writes its own request line; uvicorn's would be a second, poorer one.
+    quiet = {"level": logging.WARNING, "handlers": [], "propagate": False}
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -65,7 +67,7 @@ def logging_config(settings: Settings) -> dict[str, Any]:
             }
         },
         "root": {"level": level, "handlers": ["stderr"]},
-        "loggers": {name: dict(uvicorn) for name in ("uvicorn", "uvicorn.error", "uvicorn.access")},
+        "loggers": {"uvicorn": uvicorn, "uvicorn.error": dict(uvicorn), "uvicorn.access": quiet},
     }
 
 
