@@ -30,7 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gateway", description="OpenAI-compatible and MCP gateway")
+    parser = argparse.ArgumentParser(
+        prog="gateway", description="OpenAI-compatible and MCP gateway"
+    )
     parser.add_argument("--config", help="TOML config file (default: config/gateway.toml)")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve the HTTP API")
@@ -112,8 +114,10 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
         services = Services(settings)
         await services.start(agents=False)
         try:
-            rows = [(m.handle, m.provider, str(m.context_window or "-"), m.source)
-                    for m in await services.router.list_models()]
+            rows = [
+                (m.handle, m.provider, str(m.context_window or "-"), m.source)
+                for m in await services.router.list_models()
+            ]
         finally:
             await services.close()
         rows.sort()

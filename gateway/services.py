@@ -67,8 +67,8 @@ class Services:
         await self.mcp_tools.close()
         for client in self.clients.values():
             await client.close()
-        self.metrics.close()
         self.recorder.flush()
+        self.metrics.close()
         if self.tracing is not None:
             # Flushing the last batch is a blocking HTTP call.
             await asyncio.to_thread(self.tracing.shutdown)

@@ -119,9 +119,7 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.data_dir / 'gateway.db').resolve()}"
 
 
-def load_settings(
-    config_path: str | os.PathLike[str] | None = None, **overrides: Any
-) -> Settings:
+def load_settings(config_path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
     """Read the TOML file (explicit, `GATEWAY_CONFIG`, or the default if present) and env."""
     path = config_path or os.environ.get("GATEWAY_CONFIG")
     file_values: dict[str, Any] = {}

@@ -29,8 +29,13 @@ Req = web.Request
 Resp = web.StreamResponse
 Event = Mapping[str, Any] | str
 DEFAULT_USAGE: dict[str, int] = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
-_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error",
-                403: "permission_error", 404: "invalid_request_error", 429: "rate_limit_error"}
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    429: "rate_limit_error",
+}
 _ids = itertools.count(1)
 
 
@@ -96,8 +101,11 @@ def echo_text(body: Any) -> str:
         if isinstance(msg, dict) and msg.get("role") == "user":
             content = msg.get("content")
             if isinstance(content, list):
-                content = " ".join(str(p.get("text", "")) for p in content
-                                   if isinstance(p, dict) and p.get("type") == "text")
+                content = " ".join(
+                    str(p.get("text", ""))
+                    for p in content
+                    if isinstance(p, dict) and p.get("type") == "text"
+                )
             return "echo: " + (content if isinstance(content, str) else "")
     return "echo: "
 
@@ -115,25 +123,38 @@ class Reply:
         return _RawReply(json.dumps(body).encode(), status, hdrs)
 
     @staticmethod
-    def error(status: int, message: str | None = None, type: str | None = None,
-              code: str | None = None, param: str | None = None,
-              retry_after: float | str | None = None,
-              headers: Mapping[str, str] | None = None) -> Reply:
+    def error(
+        status: int,
+        message: str | None = None,
+        type: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+        retry_after: float | str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Reply:
         """``{"error": {message, type, param, code}}``, plus ``Retry-After`` if given.
         ``type`` defaults from the status (429 -> rate_limit_error, 5xx -> server_error, ...)."""
         default_type = "server_error" if status >= 500 else "invalid_request_error"
-        err = {"message": message or f"fake upstream error {status}",
-               "type": type or _ERROR_TYPES.get(status, default_type),
-               "param": param, "code": code}
+        err = {
+            "message": message or f"fake upstream error {status}",
+            "type": type or _ERROR_TYPES.get(status, default_type),
+            "param": param,
+            "code": code,
+        }
         hdrs = dict(headers or {})
         if retry_after is not None:
             hdrs["Retry-After"] = str(retry_after)
         return Reply.json({"error": err}, status, hdrs)
 
     @staticmethod
-    def completion(content: str | None = None, tool_calls: list[dict[str, Any]] | None = None,
-                   usage: dict[str, Any] | None = None, finish_reason: str | None = None,
-                   reasoning_content: str | None = None, model: str | None = None) -> Reply:
+    def completion(
+        content: str | None = None,
+        tool_calls: list[dict[str, Any]] | None = None,
+        usage: dict[str, Any] | None = None,
+        finish_reason: str | None = None,
+        reasoning_content: str | None = None,
+        model: str | None = None,
+    ) -> Reply:
         """A ``chat.completion``, or its SSE chunks when the request has ``"stream": true``.
 
         ``content=None`` without tool calls means the echo text. ``tool_calls`` items are
@@ -145,14 +166,26 @@ class Reply:
         for call in tool_calls or []:
             fn = call.get("function", call)
             args = fn.get("arguments", "")
-            calls.append({"id": call.get("id") or f"call_fake{next(_ids)}", "type": "function",
-                          "function": {"name": fn["name"], "arguments": args
-                                       if isinstance(args, str) else json.dumps(args)}})
+            calls.append(
+                {
+                    "id": call.get("id") or f"call_fake{next(_ids)}",
+                    "type": "function",
+                    "function": {
+                        "name": fn["name"],
+                        "arguments": args if isinstance(args, str) else json.dumps(args),
+                    },
+                }
+            )
         return _CompletionReply(content, calls, usage, finish_reason, reasoning_content, model)
 
     @staticmethod
-    def sse(events: list[Event], delay: float = 0.0, cut_after: int | None = None,
-            done: bool = True, status: int = 200) -> Reply:
+    def sse(
+        events: list[Event],
+        delay: float = 0.0,
+        cut_after: int | None = None,
+        done: bool = True,
+        status: int = 200,
+    ) -> Reply:
         """Raw SSE: dicts sent as ``data: <json>``, strings verbatim, ``delay`` s between
         events; ``cut_after=n`` aborts the TCP connection after n events (mid chunked body);
         ``done`` appends ``data: [DONE]`` (never sent on a cut stream)."""
@@ -208,8 +241,10 @@ class _SseReply(Reply):
     status: int = 200
 
     async def respond(self, request: Req, record: RequestRecord) -> Resp:
-        resp = Resp(status=self.status,
-                    headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        resp = Resp(
+            status=self.status,
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
+        )
         resp.enable_chunked_encoding()
         await resp.prepare(request)
         for i, event in enumerate(self.events):
@@ -242,8 +277,12 @@ class _CompletionReply(Reply):
             content = echo_text(body)
         finish = self.finish_reason or ("tool_calls" if self.tool_calls else "stop")
         usage = self.usage if self.usage is not None else dict(DEFAULT_USAGE)
-        base = {"id": f"chatcmpl-fake{next(_ids)}", "object": "chat.completion",
-                "created": int(time.time()), "model": self.model or body.get("model") or "fake"}
+        base = {
+            "id": f"chatcmpl-fake{next(_ids)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.model or body.get("model") or "fake",
+        }
         if body.get("stream") is True:
             base["object"] = "chat.completion.chunk"
             with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -258,8 +297,14 @@ class _CompletionReply(Reply):
         reply = Reply.json({**base, "choices": [choice], "usage": usage})
         return await reply.respond(request, record)
 
-    def _chunks(self, base: dict[str, Any], content: str | None, finish: str,
-                usage: dict[str, Any], with_usage: bool) -> list[Event]:
+    def _chunks(
+        self,
+        base: dict[str, Any],
+        content: str | None,
+        finish: str,
+        usage: dict[str, Any],
+        with_usage: bool,
+    ) -> list[Event]:
         def chunk(delta: dict[str, Any], reason: str | None = None) -> dict[str, Any]:
             choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}
             return {**base, "choices": [choice], **({"usage": None} if with_usage else {})}
@@ -268,11 +313,17 @@ class _CompletionReply(Reply):
         events += [chunk({"reasoning_content": p}) for p in _pieces(self.reasoning_content or "")]
         events += [chunk({"content": p}) for p in _pieces(content or "")]
         for i, call in enumerate(self.tool_calls):
-            head = {"index": i, "id": call["id"], "type": "function",
-                    "function": {"name": call["function"]["name"], "arguments": ""}}
+            head = {
+                "index": i,
+                "id": call["id"],
+                "type": "function",
+                "function": {"name": call["function"]["name"], "arguments": ""},
+            }
             events.append(chunk({"tool_calls": [head]}))
-            events += [chunk({"tool_calls": [{"index": i, "function": {"arguments": p}}]})
-                       for p in _pieces(call["function"]["arguments"])]
+            events += [
+                chunk({"tool_calls": [{"index": i, "function": {"arguments": p}}]})
+                for p in _pieces(call["function"]["arguments"])
+            ]
         events.append(chunk({}, finish))
         if with_usage:
             events.append({**base, "choices": [], "usage": usage})
@@ -343,8 +394,12 @@ class FakeUpstream:
         self._sock.listen(128)
         self.port = self._sock.getsockname()[1]
         started: Future[None] = Future()
-        self._thread = threading.Thread(target=asyncio.run, args=(self._serve(started),),
-                                        name=f"fake-upstream-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=asyncio.run,
+            args=(self._serve(started),),
+            name=f"fake-upstream-{self.port}",
+            daemon=True,
+        )
         self._thread.start()
         try:
             started.result(timeout=10)
@@ -380,8 +435,9 @@ class FakeUpstream:
         stopping = self._stopping
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/v1/models", self._route(self._models_script, self._default_models))
-        app.router.add_post("/v1/chat/completions",
-                            self._route(self._chat_script, self._default_chat))
+        app.router.add_post(
+            "/v1/chat/completions", self._route(self._chat_script, self._default_chat)
+        )
         app.router.add_route("*", "/{tail:.*}", self._route(None, self._not_found))
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2, handle_signals=False)
         try:
@@ -395,9 +451,11 @@ class FakeUpstream:
         finally:
             await runner.cleanup()
 
-    def _route(self, script: deque[ReplyLike] | None,
-               default: Callable[[Req, RequestRecord], Awaitable[Resp]],
-               ) -> Callable[[Req], Awaitable[Resp]]:
+    def _route(
+        self,
+        script: deque[ReplyLike] | None,
+        default: Callable[[Req, RequestRecord], Awaitable[Resp]],
+    ) -> Callable[[Req], Awaitable[Resp]]:
         async def handle(request: Req) -> Resp:
             raw = await request.read()
             try:
@@ -405,8 +463,9 @@ class FakeUpstream:
             except ValueError:
                 parsed = None
             headers = Headers((k.lower(), v) for k, v in request.headers.items())
-            record = RequestRecord(request.method, request.path, headers, raw, parsed,
-                                   dict(request.query))
+            record = RequestRecord(
+                request.method, request.path, headers, raw, parsed, dict(request.query)
+            )
             with self._lock:
                 self._records.append(record)
                 reply = script.popleft() if script else None
@@ -421,8 +480,7 @@ class FakeUpstream:
         return handle
 
     async def _default_models(self, request: Req, record: RequestRecord) -> Resp:
-        data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"}
-                for m in self.models]
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in self.models]
         return web.json_response({"object": "list", "data": data})
 
     async def _default_chat(self, request: Req, record: RequestRecord) -> Resp:

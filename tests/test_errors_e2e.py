@@ -288,8 +288,9 @@ def test_upstream_in_stream_error_is_relayed(gateway, upstream):
 def test_gateway_rate_limit(make_gateway, upstream):
     gateway = make_gateway({"GATEWAY_RATE_LIMIT_RPM": "60", "GATEWAY_RATE_LIMIT_BURST": "2"})
     body = {"model": MODEL, "messages": HELLO}
-    statuses = [post(gateway, body, headers={"authorization": "Bearer a"}).status_code
-                for _ in range(3)]
+    statuses = [
+        post(gateway, body, headers={"authorization": "Bearer a"}).status_code for _ in range(3)
+    ]
     assert statuses == [200, 200, 429]
     r = post(gateway, body, headers={"authorization": "Bearer a"})
     err = error_of(r)

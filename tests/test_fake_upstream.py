@@ -43,10 +43,12 @@ def client(fake: FakeUpstream, **kw: Any) -> OpenAI:
 
 def post(url: str, body: Any, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
     """One POST with plain aiohttp, from sync code."""
+
     async def go() -> tuple[int, dict[str, str], bytes]:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as s:
             async with s.post(url, json=body) as r:
                 return r.status, dict(r.headers), await r.read()
+
     return asyncio.run(go())
 
 
@@ -70,18 +72,24 @@ def test_default_json_echo_via_sdk(fake: FakeUpstream) -> None:
 
 
 def test_echo_of_list_content(fake: FakeUpstream) -> None:
-    content = [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {"url": "x"}},
-               {"type": "text", "text": "b"}]
-    msgs = [{"role": "user", "content": "old"}, {"role": "assistant", "content": "x"},
-            {"role": "user", "content": content}]
+    content = [
+        {"type": "text", "text": "a"},
+        {"type": "image_url", "image_url": {"url": "x"}},
+        {"type": "text", "text": "b"},
+    ]
+    msgs = [
+        {"role": "user", "content": "old"},
+        {"role": "assistant", "content": "x"},
+        {"role": "user", "content": content},
+    ]
     r = client(fake).chat.completions.create(model="m", messages=msgs)  # type: ignore[arg-type]
     assert r.choices[0].message.content == "echo: a b"
 
 
 def test_default_stream_via_sdk_with_usage(fake: FakeUpstream) -> None:
     stream = client(fake).chat.completions.create(
-        model="m-2", messages=USER, stream=True,
-        stream_options={"include_usage": True})
+        model="m-2", messages=USER, stream=True, stream_options={"include_usage": True}
+    )
     chunks = list(stream)
     assert all(c.object == "chat.completion.chunk" and c.model == "m-2" for c in chunks)
     assert len({c.id for c in chunks}) == 1
@@ -94,8 +102,9 @@ def test_default_stream_via_sdk_with_usage(fake: FakeUpstream) -> None:
 
 
 def test_raw_stream_wire_format(fake: FakeUpstream) -> None:
-    status, headers, body = post(fake.base_url + "/chat/completions",
-                                 {"model": "m", "messages": USER, "stream": True})
+    status, headers, body = post(
+        fake.base_url + "/chat/completions", {"model": "m", "messages": USER, "stream": True}
+    )
     assert status == 200 and headers["Content-Type"].startswith("text/event-stream")
     events = body.decode().split("\n\n")
     assert events[-2:] == ["data: [DONE]", ""]
@@ -103,8 +112,12 @@ def test_raw_stream_wire_format(fake: FakeUpstream) -> None:
     assert set(first) == {"id", "object", "created", "model", "choices"}  # no usage chunk asked
     assert first["choices"][0]["finish_reason"] is None
     last = json.loads(events[-3].removeprefix("data: "))
-    assert last["choices"][0] == {"index": 0, "delta": {}, "logprobs": None,
-                                  "finish_reason": "stop"}
+    assert last["choices"][0] == {
+        "index": 0,
+        "delta": {},
+        "logprobs": None,
+        "finish_reason": "stop",
+    }
 
 
 def test_scripted_error_with_retry_after(fake: FakeUpstream) -> None:
@@ -120,8 +133,7 @@ def test_scripted_error_with_retry_after(fake: FakeUpstream) -> None:
 
 
 def test_scripted_replies_in_order(fake: FakeUpstream) -> None:
-    fake.script(Reply.completion("one"), Reply.json({"custom": True}, status=201),
-                Reply.error(500))
+    fake.script(Reply.completion("one"), Reply.json({"custom": True}, status=201), Reply.error(500))
     c = client(fake)
     r = c.chat.completions.create(model="m", messages=USER)
     assert r.choices[0].message.content == "one"
@@ -132,8 +144,13 @@ def test_scripted_replies_in_order(fake: FakeUpstream) -> None:
 
 
 def test_cut_stream_breaks_the_sdk_iteration(fake: FakeUpstream) -> None:
-    chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": "m",
-             "choices": [{"index": 0, "delta": {"content": "par"}, "finish_reason": None}]}
+    chunk = {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "m",
+        "choices": [{"index": 0, "delta": {"content": "par"}, "finish_reason": None}],
+    }
     fake.script(Reply.sse([chunk, chunk, chunk], cut_after=2))
     stream = client(fake).chat.completions.create(model="m", messages=USER, stream=True)
     got = []
@@ -169,16 +186,23 @@ def test_drop_and_delay(fake: FakeUpstream) -> None:
 
 
 def test_tool_calls_streamed_and_reassembled(fake: FakeUpstream) -> None:
-    calls = [{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}},
-             {"id": "call_2", "type": "function",
-              "function": {"name": "core_memory_append", "arguments": '{"label":"human"}'}}]
+    calls = [
+        {"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}},
+        {
+            "id": "call_2",
+            "type": "function",
+            "function": {"name": "core_memory_append", "arguments": '{"label":"human"}'},
+        },
+    ]
     fake.script(Reply.completion(tool_calls=calls), Reply.completion(tool_calls=calls))
     c = client(fake)
     plain = c.chat.completions.create(model="m", messages=USER)
     assert plain.choices[0].finish_reason == "tool_calls"
     assert plain.choices[0].message.tool_calls is not None
     assert [t.function.name for t in plain.choices[0].message.tool_calls] == [  # type: ignore[union-attr]
-        "get_weather", "core_memory_append"]
+        "get_weather",
+        "core_memory_append",
+    ]
 
     acc: dict[int, dict[str, str]] = {}
     finish = None
@@ -196,13 +220,21 @@ def test_tool_calls_streamed_and_reassembled(fake: FakeUpstream) -> None:
     assert finish == "tool_calls" and arg_deltas >= 4
     assert json.loads(acc[0]["arguments"]) == {"city": "Paris", "unit": "celsius"}
     assert acc[0]["name"] == "get_weather" and acc[0]["id"].startswith("call_")
-    assert acc[1] == {"id": "call_2", "name": "core_memory_append",
-                      "arguments": '{"label":"human"}'}
+    assert acc[1] == {
+        "id": "call_2",
+        "name": "core_memory_append",
+        "arguments": '{"label":"human"}',
+    }
 
 
 def test_reasoning_content_and_custom_usage(fake: FakeUpstream) -> None:
-    fake.script(Reply.completion("ok", reasoning_content="thinking", usage={
-        "prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}))
+    fake.script(
+        Reply.completion(
+            "ok",
+            reasoning_content="thinking",
+            usage={"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
+        )
+    )
     _, _, body = post(fake.base_url + "/chat/completions", {"model": "k", "messages": USER})
     data = json.loads(body)
     assert data["choices"][0]["message"]["reasoning_content"] == "thinking"
@@ -243,7 +275,10 @@ def test_request_recording_and_reset(fake: FakeUpstream) -> None:
     assert status == 404
     reqs = fake.requests
     assert [(r.method, r.path) for r in reqs] == [
-        ("POST", "/v1/chat/completions"), ("GET", "/v1/models"), ("POST", "/v1/nope")]
+        ("POST", "/v1/chat/completions"),
+        ("GET", "/v1/models"),
+        ("POST", "/v1/nope"),
+    ]
     chat = fake.chat_requests
     assert len(chat) == 1
     rec = chat[0]

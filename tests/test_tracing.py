@@ -154,7 +154,7 @@ def test_tracing_is_off_and_unimported_without_an_endpoint():
         "assert services.tracing is None\n"
         # The mcp SDK brings opentelemetry's API along; the SDK and exporter are ours to load.
         "ours = ('opentelemetry.sdk', 'opentelemetry.exporter')\n"
-        "loaded = [m for m in sys.modules if m.startswith(ours)]\n"
+        "loaded = [m for m, mod in sys.modules.items() if mod and m.startswith(ours)]\n"
         "assert not loaded, loaded\n"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)

@@ -33,7 +33,9 @@ def parse_chat_request(raw: bytes) -> dict[str, Any]:
         raise errors.InvalidJSON("request body must be a JSON object")
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
-        raise errors.InvalidRequest("'model' is required and must be a non-empty string", param="model")
+        raise errors.InvalidRequest(
+            "'model' is required and must be a non-empty string", param="model"
+        )
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise errors.InvalidRequest(
@@ -68,8 +70,13 @@ def _check_type(body: dict[str, Any], field: str, kind: type | tuple[type, ...])
         ok = isinstance(value, kind)
     if not ok:
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        wanted = {"dict": "object", "list": "array", "int": "integer", "float": "number",
-                  "bool": "boolean"}
+        wanted = {
+            "dict": "object",
+            "list": "array",
+            "int": "integer",
+            "float": "number",
+            "bool": "boolean",
+        }
         words = " or ".join(wanted.get(n, n) for n in names.split(" or "))
         raise errors.InvalidRequest(f"'{field}' must be {words}", param=field)
 
@@ -118,8 +125,11 @@ async def relay_stream(relay: SSERelay, receive: Receive, send: Send) -> None:
                 return
     except errors.GatewayError as exc:
         await send(
-            {"type": "http.response.body", "body": b"data: " + exc.json_bytes() + b"\n\n",
-             "more_body": True}
+            {
+                "type": "http.response.body",
+                "body": b"data: " + exc.json_bytes() + b"\n\n",
+                "more_body": True,
+            }
         )
     finally:
         # Finish the relay's generator now rather than at garbage collection, so its

@@ -147,7 +147,7 @@ class AccessLog:
     """Renders request lines and writes them straight to stderr, many at a time.
 
     Not through `logging`: a LogRecord, the handler's lock and a formatter call per
-    request cost more than all the metrics together. The `gateway.access` logger's
+    request cost several times what all the metrics do. The `gateway.access` logger's
     level still decides whether lines are written, and a line has the shape the
     formatters give every other log line. `Recorder` batches the lines.
     """

@@ -68,12 +68,13 @@ class ObservabilityMiddleware:
             # Recording must never turn a served request into an error.
             try:
                 state = scope.get("state") or {}
+                request_id, method = state.get("request_id"), scope["method"]
                 route = self._route(scope, root_path)
-                finished = (state.get("request_id"), scope["method"], route, status)
                 stats = state.get("call_stats")
-                self._recorder.add((*finished, end, end - start, stats))
+                self._recorder.add((request_id, method, route, status, end, end - start, stats))
                 if span is not None and self._tracing is not None:
-                    self._tracing.end_request(span, *finished, calls_of(stats))
+                    calls = calls_of(stats)
+                    self._tracing.end_request(span, request_id, method, route, status, calls)
             except Exception:
                 log.exception("recording the request failed")
 
