@@ -299,4 +299,7 @@ def test_gateway_rate_limit(make_gateway, upstream):
     # Another client has its own bucket; health checks are never limited.
     assert post(gateway, body, headers={"authorization": "Bearer b"}).status_code == 200
     assert httpx2.get(gateway.url + "/healthz").status_code == 200
+    # The limit is per client across routes, not per route.
+    r = httpx2.get(gateway.base_url + "/models", headers={"authorization": "Bearer a"})
+    assert r.status_code == 429
     assert len(upstream.chat_requests) == 3

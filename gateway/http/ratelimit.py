@@ -17,41 +17,17 @@ from gateway import errors
 from gateway.http.asgi import header, send_error
 
 
-class RateLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, per_minute: int, burst: int | None = None) -> None:
-        self.app = app
+class TokenBuckets:
+    """The buckets, shared by every middleware instance that enforces one limit."""
+
+    def __init__(self, per_minute: int, burst: int | None = None) -> None:
         self.rate = per_minute / 60.0
         self.capacity = float(burst or per_minute)
         # (tokens, last refill); idle clients expire once their bucket would be full again.
         ttl = max(60.0, self.capacity / self.rate)
         self._buckets: TTLCache[bytes, tuple[float, float]] = TTLCache(maxsize=100_000, ttl=ttl)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(("/v1/", "/mcp")):
-            await self.app(scope, receive, send)
-            return
-        wait = self._take(self._client(scope))
-        if wait > 0:
-            retry = str(max(1, math.ceil(wait)))
-            await send_error(
-                send,
-                errors.RateLimited(
-                    f"rate limit of {round(self.rate * 60)} requests per minute exceeded; "
-                    f"retry in {retry} s",
-                    headers={"Retry-After": retry},
-                ),
-            )
-            return
-        await self.app(scope, receive, send)
-
-    def _client(self, scope: Scope) -> bytes:
-        token = header(scope, b"authorization")
-        if token:
-            return hashlib.blake2b(token, digest_size=16).digest()
-        client = scope.get("client")
-        return (client[0] if client else "unknown").encode()
-
-    def _take(self, client: bytes) -> float:
+    def take(self, client: bytes) -> float:
         """Take one token; return 0, or the seconds until one is available."""
         now = time.monotonic()
         tokens, last = self._buckets.get(client, (self.capacity, now))
@@ -61,3 +37,35 @@ class RateLimitMiddleware:
             return (1.0 - tokens) / self.rate
         self._buckets[client] = (tokens - 1.0, now)
         return 0.0
+
+
+class RateLimitMiddleware:
+    def __init__(self, app: ASGIApp, *, buckets: TokenBuckets) -> None:
+        self.app = app
+        self.buckets = buckets
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(("/v1/", "/mcp")):
+            await self.app(scope, receive, send)
+            return
+        wait = self.buckets.take(_client(scope))
+        if wait > 0:
+            retry = str(max(1, math.ceil(wait)))
+            limit = round(self.buckets.rate * 60)
+            await send_error(
+                send,
+                errors.RateLimited(
+                    f"rate limit of {limit} requests per minute exceeded; retry in {retry} s",
+                    headers={"Retry-After": retry},
+                ),
+            )
+            return
+        await self.app(scope, receive, send)
+
+
+def _client(scope: Scope) -> bytes:
+    token = header(scope, b"authorization")
+    if token:
+        return hashlib.blake2b(token, digest_size=16).digest()
+    client = scope.get("client")
+    return (client[0] if client else "unknown").encode()
