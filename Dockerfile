@@ -10,6 +10,8 @@ RUN useradd --create-home --uid 10001 gateway
 COPY --from=build /install /usr/local
 WORKDIR /home/gateway
 USER gateway
+# Exists, owned by the gateway user, before a volume is mounted on it.
+RUN mkdir -p /home/gateway/data
 ENV GATEWAY_DATA_DIR=/home/gateway/data \
     PYTHONUNBUFFERED=1
 EXPOSE 8080
