@@ -21,8 +21,11 @@ fmt: $(STAMP)
 	$(BIN)/ruff format gateway tests bench
 	$(BIN)/ruff check --fix gateway tests bench
 
+# The proxy benchmark, then agent turns (SQLite, and PostgreSQL when
+# GATEWAY_TEST_POSTGRES_URL is set).
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(ARGS)
+	$(BIN)/python bench/agents.py
 
 # Re-install whenever the project's dependencies change.
 $(STAMP): pyproject.toml
