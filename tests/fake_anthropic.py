@@ -12,10 +12,8 @@ on the wire. Unscripted requests get an echo of the last user text, or
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
-from concurrent.futures import Future
 from typing import Any
 
 from aiohttp import web
@@ -187,6 +185,8 @@ class _MessageReply(Reply):
 class FakeAnthropic(FakeUpstream):
     """``with FakeAnthropic() as fake:``; ``fake.script(...)`` queues Messages replies."""
 
+    chat_path = "/v1/messages"
+
     def __init__(self, models: list[str] | None = None, api_key: str = KEY) -> None:
         super().__init__(models or ["claude-sonnet-4-5-20250929", "claude-haiku-4-5-20251001"])
         self.api_key = api_key
@@ -219,7 +219,7 @@ class FakeAnthropic(FakeUpstream):
             }
         )
 
-    async def _default_messages(self, request: web.Request, record: RequestRecord):
+    async def _default_chat(self, request: web.Request, record: RequestRecord):
         reply = self._auth_error(record)
         body = record.json
         if reply is None and not (
@@ -230,23 +230,3 @@ class FakeAnthropic(FakeUpstream):
         ):
             reply = error(400, "invalid_request_error", "model, max_tokens, messages required")
         return await (reply or message()).respond(request, record)
-
-    async def _serve(self, started: Future[None]) -> None:
-        assert self._sock is not None
-        self._loop, self._stopping = asyncio.get_running_loop(), asyncio.Event()
-        stopping = self._stopping
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_get("/v1/models", self._route(self._models_script, self._default_models))
-        app.router.add_post("/v1/messages", self._route(self._chat_script, self._default_messages))
-        app.router.add_route("*", "/{tail:.*}", self._route(None, self._not_found))
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2, handle_signals=False)
-        try:
-            await runner.setup()
-            await web.SockSite(runner, self._sock).start()
-            started.set_result(None)
-            await stopping.wait()
-        except Exception as exc:
-            if not started.done():
-                started.set_exception(exc)
-        finally:
-            await runner.cleanup()

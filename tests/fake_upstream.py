@@ -333,6 +333,9 @@ class _CompletionReply(Reply):
 class FakeUpstream:
     """The fake provider: ``with FakeUpstream() as fake:`` or ``start()`` / ``stop()``."""
 
+    # Where chat requests go; a fake of another wire protocol overrides it.
+    chat_path = "/v1/chat/completions"
+
     def __init__(self, models: list[str] | None = None) -> None:
         self.models: list[str] = list(models) if models is not None else ["fake-model"]
         self.port = 0
@@ -435,9 +438,7 @@ class FakeUpstream:
         stopping = self._stopping
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/v1/models", self._route(self._models_script, self._default_models))
-        app.router.add_post(
-            "/v1/chat/completions", self._route(self._chat_script, self._default_chat)
-        )
+        app.router.add_post(self.chat_path, self._route(self._chat_script, self._default_chat))
         app.router.add_route("*", "/{tail:.*}", self._route(None, self._not_found))
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2, handle_signals=False)
         try:
