@@ -375,7 +375,7 @@ class FakeUpstream:
 
     @property
     def chat_requests(self) -> list[RequestRecord]:
-        return [r for r in self.requests if r.path == "/v1/chat/completions"]
+        return [r for r in self.requests if r.path == self.chat_path]
 
     @property
     def models_requests(self) -> list[RequestRecord]:
