@@ -129,6 +129,7 @@ def _rate_limit(settings: Settings) -> list[Middleware]:
             RateLimitMiddleware,
             # One set of buckets for the fast lane's and the router's middleware stacks.
             buckets=TokenBuckets(settings.rate_limit_rpm, settings.rate_limit_burst),
+            by_key=bool(settings.api_keys),
         )
     ]
 

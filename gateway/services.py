@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from gateway.agents.service import AgentService
 from gateway.agents.store import AgentStore
@@ -63,10 +63,14 @@ class Services:
 
     async def close(self) -> None:
         # Running agent turns finish first: they still need the clients and the store.
-        await self.agents.close()
-        await self.mcp_tools.close()
-        for client in self.clients.values():
-            await client.close()
+        # Each step runs even if one before it fails, so counts and connections are not lost.
+        steps: list[Callable[[], Awaitable[object]]] = [self.agents.close, self.mcp_tools.close]
+        steps += [client.close for client in self.clients.values()]
+        for step in steps:
+            try:
+                await step()
+            except Exception:
+                log.exception("error while shutting down")
         self.recorder.flush()
         self.metrics.close()
         if self.tracing is not None:

@@ -120,15 +120,22 @@ class Settings(BaseSettings):
 
 
 def load_settings(config_path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
-    """Read the TOML file (explicit, `GATEWAY_CONFIG`, or the default if present) and env."""
+    """Read the TOML file (explicit, `GATEWAY_CONFIG`, or the default if present) and env.
+
+    `overrides` (the command line's `--host`, `--port`, `--workers`) win over both.
+    """
     path = config_path or os.environ.get("GATEWAY_CONFIG")
     file_values: dict[str, Any] = {}
     if path:
         file_values = _read_toml(Path(path))
     elif DEFAULT_CONFIG.is_file():
         file_values = _read_toml(DEFAULT_CONFIG)
-    values = {**file_values, **{k: v for k, v in overrides.items() if v is not None}}
-    return Settings(**values)
+    settings = Settings(**file_values)
+    for name, value in overrides.items():
+        if value is not None:
+            # Init values rank below the environment; an explicit flag must not.
+            Settings.__pydantic_validator__.validate_assignment(settings, name, value)
+    return settings
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -284,9 +284,10 @@ def test_in_stream_error_after_content_ends_with_error_event(gateway, anthropic)
     anthropic.script(events([*start_and_text("partial"), broken]))
     frames = [f for f in _stream_text(gateway).split("\n\n") if f]
     assert '"content":"partial"' in frames[1]
-    error_frame = json.loads(frames[-2].removeprefix("data: "))
+    # The error event is the stream's last word (DESIGN), no [DONE] after it.
+    error_frame = json.loads(frames[-1].removeprefix("data: "))
     assert error_frame["error"]["code"] == "upstream_unavailable"
-    assert frames[-1] == "data: [DONE]"
+    assert "data: [DONE]" not in frames
     assert len(anthropic.messages_requests) == 1  # never retried after the first byte
 
 

@@ -7,6 +7,7 @@ import sys
 
 import httpx2
 import openai
+import pytest
 
 from tests.fake_upstream import Reply
 from tests.gateway_server import GatewayProcess, _clean_env
@@ -84,3 +85,20 @@ def test_serve_as_a_process(upstream, tmp_path):
         )
         assert reply.choices[0].message.content == "echo: p"
         assert httpx2.get(gw.base_url + "/models").status_code == 401
+
+
+def test_command_line_flags_win_over_the_environment(monkeypatch):
+    from gateway import cli
+    from gateway.settings import ConfigError
+
+    monkeypatch.delenv("GATEWAY_CONFIG", raising=False)
+    monkeypatch.setenv("GATEWAY_HOST", "0.0.0.0")
+    monkeypatch.setenv("GATEWAY_PORT", "9000")
+    args = cli._parser().parse_args(["serve", "--host", "127.0.0.1", "--port", "8081"])
+    settings = cli._settings(args)
+    assert (settings.host, settings.port) == ("127.0.0.1", 8081)
+    # Without flags the environment still wins over the defaults.
+    assert cli._settings(cli._parser().parse_args(["serve"])).port == 9000
+    bad = cli._parser().parse_args(["serve", "--workers", "0"])
+    with pytest.raises(ConfigError, match="workers"):
+        cli._settings(bad)

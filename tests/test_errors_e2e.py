@@ -278,6 +278,20 @@ def test_stream_cut_midway_ends_with_error_event(gateway, upstream):
         list(create(gateway, stream=True))
 
 
+def test_unfinished_stream_after_content_saying_done_ends_with_error(gateway, upstream):
+    said = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "delta": {"content": "[DONE]"}, "finish_reason": None}],
+    }
+    upstream.script(Reply.sse([said, said], done=False))  # closed cleanly, unfinished
+    r = post(gateway, {"model": MODEL, "messages": HELLO, "stream": True})
+    last = r.text.strip().split("\n\n")[-1]
+    assert '"code":"upstream_unavailable"' in last
+
+
 def test_upstream_in_stream_error_is_relayed(gateway, upstream):
     upstream.script(Reply.sse([{"error": {"message": "overloaded", "code": "server_error"}}]))
     with pytest.raises(openai.APIError) as err:
@@ -285,8 +299,19 @@ def test_upstream_in_stream_error_is_relayed(gateway, upstream):
     assert "overloaded" in str(err.value)
 
 
+def test_upstream_error_event_is_the_streams_last_word(gateway, upstream):
+    error = {"error": {"message": "overloaded", "code": "server_error"}}
+    upstream.script(Reply.sse([error], done=False))
+    r = post(gateway, {"model": MODEL, "messages": HELLO, "stream": True})
+    data = [line[6:] for line in r.text.splitlines() if line.startswith("data: ")]
+    assert len(data) == 1 and '"overloaded"' in data[0]
+    assert "[DONE]" not in r.text
+
+
 def test_gateway_rate_limit(make_gateway, upstream):
-    gateway = make_gateway({"GATEWAY_RATE_LIMIT_RPM": "60", "GATEWAY_RATE_LIMIT_BURST": "2"})
+    gateway = make_gateway(
+        {"GATEWAY_RATE_LIMIT_RPM": "60", "GATEWAY_RATE_LIMIT_BURST": "2", "GATEWAY_API_KEYS": "a,b"}
+    )
     body = {"model": MODEL, "messages": HELLO}
     statuses = [
         post(gateway, body, headers={"authorization": "Bearer a"}).status_code for _ in range(3)

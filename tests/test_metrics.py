@@ -171,6 +171,9 @@ def test_metrics_bounds_every_label_it_is_given():
     metrics.agent_turn("helper", 3)
     metrics.agent_turn("../etc/passwd bad name", 1)
     metrics.tool_call("ask_helper", "success")
+    # A tool's error outcomes are upstream codes too: as bounded as the LLM outcomes.
+    for i in range(40):
+        metrics.tool_call("chat", f"code_{i}")
 
     m = Samples(metrics.exposition().decode())
     outcomes = m.label_values("gateway_llm_requests_total", "outcome", provider="openai")
@@ -181,3 +184,6 @@ def test_metrics_bounds_every_label_it_is_given():
     assert m.sum("gateway_agent_steps_total", agent="helper") == 3
     assert m.sum("gateway_agent_turns_total", agent=OTHER) == 1
     assert m.sum("gateway_mcp_tool_calls_total", tool="ask_helper", outcome="success") == 1
+    tool_outcomes = m.label_values("gateway_mcp_tool_calls_total", "outcome", tool="chat")
+    assert len(tool_outcomes) == 33 and OTHER in tool_outcomes
+    assert m.sum("gateway_mcp_tool_calls_total", tool="chat") == 40

@@ -40,15 +40,18 @@ class TokenBuckets:
 
 
 class RateLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, buckets: TokenBuckets) -> None:
+    def __init__(self, app: ASGIApp, *, buckets: TokenBuckets, by_key: bool = True) -> None:
         self.app = app
         self.buckets = buckets
+        # Without gateway keys nobody checks the Authorization header: a client could send
+        # a new one with each request for a fresh bucket, so the address decides instead.
+        self.by_key = by_key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(("/v1/", "/mcp")):
             await self.app(scope, receive, send)
             return
-        wait = self.buckets.take(_client(scope))
+        wait = self.buckets.take(_client(scope, self.by_key))
         if wait > 0:
             retry = str(max(1, math.ceil(wait)))
             limit = round(self.buckets.rate * 60)
@@ -63,8 +66,8 @@ class RateLimitMiddleware:
         await self.app(scope, receive, send)
 
 
-def _client(scope: Scope) -> bytes:
-    token = header(scope, b"authorization")
+def _client(scope: Scope, by_key: bool = True) -> bytes:
+    token = header(scope, b"authorization") if by_key else None
     if token:
         return hashlib.blake2b(token, digest_size=16).digest()
     client = scope.get("client")

@@ -15,17 +15,19 @@ from typing import Annotated, Any
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.subscriptions import ToolsListChanged
 from mcp.types import CallToolResult, InputRequiredResult, ToolAnnotations
 from mcp.types import Tool as MCPTool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from starlette.applications import Starlette
 
 from gateway import __version__, errors
 from gateway.mcp import results
 from gateway.mcp.agent_tools import ASK, AgentTools
+from gateway.observability.metrics import OTHER
 from gateway.providers.base import CallStats
 from gateway.services import Services
 from gateway.settings import Settings, is_loopback
@@ -75,6 +77,7 @@ class McpFacade:
         self.agent_tools = AgentTools(self)
         self.server.refresh = self.agent_tools.sync
         self.server.is_stale = _stale_check(self.agent_tools)
+        self.server.on_rejected = services.metrics.tool_call
 
     def http_app(self, settings: Settings) -> Starlette:
         """The Streamable HTTP app (path `/mcp`); call once per facade.
@@ -124,6 +127,8 @@ class GatewayMCPServer(MCPServer):
 
     refresh: Callable[[], Awaitable[None]] | None = None
     is_stale: Callable[[str], bool] | None = None
+    # Counts a call the SDK refused before any tool body ran: (tool or OTHER, outcome).
+    on_rejected: Callable[[str, str], None] | None = None
 
     async def list_tools(self) -> list[MCPTool]:
         if self.refresh is not None:
@@ -135,7 +140,17 @@ class GatewayMCPServer(MCPServer):
     ) -> CallToolResult | InputRequiredResult:
         if self.refresh is not None and self.is_stale is not None and self.is_stale(name):
             await self.refresh()
-        return await super().call_tool(name, arguments, context)
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            # Tool bodies count themselves (`McpFacade.serve`); an unknown tool or arguments
+            # that fail validation never reach one. The SDK makes these error results.
+            if self.on_rejected is not None and not isinstance(exc, UnexpectedToolError):
+                if exc.__cause__ is None:  # raised by the tool manager: no such tool
+                    self.on_rejected(OTHER, "not_found")
+                elif isinstance(exc.__cause__, ValidationError):
+                    self.on_rejected(name, "invalid_value")
+            raise
 
 
 def _stale_check(agent_tools: AgentTools) -> Callable[[str], bool]:

@@ -122,6 +122,8 @@ class Metrics:
         self._is_listed = is_listed
         self._http: dict[tuple[str, str, int], _HttpSeries] = {}
         self._llm: dict[tuple[str, str], _LLMSeries] = {}
+        # tool -> the outcomes it has been counted under (upstream codes reach them too).
+        self._tool_outcomes: dict[str, set[str]] = {}
         families: list[Family] = []
         self._define(families)
         if self.multiprocess_dir is None:
@@ -261,7 +263,12 @@ class Metrics:
     def tool_call(self, tool: str, outcome: str) -> None:
         """One MCP tool call; pass `OTHER` as `tool` for a name the server does not have."""
         label = tool if _NAME.match(tool) else OTHER
-        self.mcp_tool_calls.labels(label, outcome if _OUTCOME.match(outcome) else OTHER).inc()
+        seen = self._tool_outcomes.setdefault(label, set())
+        if outcome not in seen:
+            if not _OUTCOME.match(outcome) or len(seen) >= _MAX_OUTCOMES:
+                outcome = OTHER
+            seen.add(outcome)
+        self.mcp_tool_calls.labels(label, outcome).inc()
 
     # -- exposition ----------------------------------------------------------------
 

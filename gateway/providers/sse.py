@@ -91,7 +91,10 @@ class SSERelay:
             if out:
                 yield out
         if not self._saw_done:
-            if not self._saw_finish and self._stats.outcome == "success":
+            if self._stats.outcome != "success":
+                # The upstream's own error event was the stream's last word: no [DONE].
+                return
+            if not self._saw_finish:
                 self._stats.outcome = "upstream_unavailable"
                 raise errors.UpstreamUnavailable(
                     f"{self.provider} ended the stream before it was complete"
@@ -116,7 +119,10 @@ class SSERelay:
         if not complete:
             return b""
         if not _worth_parsing(complete):
-            if b"[DONE]" in complete:
+            # A model may say "[DONE]" itself; only the terminator event counts.
+            if b"[DONE]" in complete and any(
+                _data_of(event) == b"[DONE]" for event in complete.split(b"\n\n")
+            ):
                 self._saw_done = True
             return complete
         return b"".join(self._inspect(event) for event in complete.split(b"\n\n") if event)
@@ -168,9 +174,14 @@ class SSERelay:
 
 
 def _worth_parsing(block: bytes) -> bool:
-    """Most content chunks carry nothing we read; skip parsing those."""
+    """Most content chunks carry nothing we read; skip parsing those.
+
+    OpenAI sends `"usage":null` in every chunk once usage is asked for: only a usage
+    object is worth a parse.
+    """
     return (
-        b"usage" in block
+        b'"usage":{' in block
+        or b'"usage": {' in block
         or b"error" in block
         or b'finish_reason":"' in block
         or b'finish_reason": "' in block
