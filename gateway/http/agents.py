@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import errors
 from gateway.agents.service import AgentService
 from gateway.http.agent_chat import turn_headers
-from gateway.http.asgi import read_body
+from gateway.http.asgi import parse_json_object, read_body
 from gateway.http.models import json_response
 from gateway.providers.base import CallStats
 
@@ -134,14 +133,7 @@ def _agents(request: Request) -> AgentService:
 
 async def _json(request: Request) -> dict[str, Any]:
     limit = request.app.state.services.settings.max_body_bytes
-    raw = await read_body(request.scope, request.receive, limit)
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise errors.InvalidJSON(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise errors.InvalidJSON("request body must be a JSON object")
-    return data
+    return parse_json_object(await read_body(request.scope, request.receive, limit))
 
 
 def _int_param(

@@ -11,12 +11,18 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import orjson
 from starlette.types import Receive, Scope, Send
 
 from gateway import errors
 from gateway.http.agent_chat import agent_chat
-from gateway.http.asgi import JSON_HEADERS, SSE_HEADERS, read_body, send_bytes, services_of
+from gateway.http.asgi import (
+    JSON_HEADERS,
+    SSE_HEADERS,
+    parse_json_object,
+    read_body,
+    send_bytes,
+    services_of,
+)
 from gateway.providers.base import CallStats
 from gateway.providers.sse import SSERelay
 
@@ -25,12 +31,7 @@ _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "functio
 
 def parse_chat_request(raw: bytes) -> dict[str, Any]:
     """Parse and check the fields whose mistakes we must report ourselves."""
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise errors.InvalidJSON(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise errors.InvalidJSON("request body must be a JSON object")
+    body = parse_json_object(raw)
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
         raise errors.InvalidRequest(
