@@ -155,9 +155,7 @@ class AgentTools:
             name=name,
             title=f"Ask {agent.name}",
             description=description,
-            annotations=ToolAnnotations(
-                read_only_hint=False, destructive_hint=False, open_world_hint=True
-            ),
+            annotations=results.CALLS_MODEL,
         )
         self._asks[agent.id] = (name, description)
         return True
@@ -257,16 +255,12 @@ class AgentTools:
         server.add_tool(
             list_agents,
             title="List agents",
-            annotations=ToolAnnotations(
-                read_only_hint=True, idempotent_hint=True, open_world_hint=False
-            ),
+            annotations=results.READ_ONLY,
         )
         server.add_tool(
             send_message,
             title="Message an agent",
-            annotations=ToolAnnotations(
-                read_only_hint=False, destructive_hint=False, open_world_hint=True
-            ),
+            annotations=results.CALLS_MODEL,
         )
         server.add_tool(
             create_agent,

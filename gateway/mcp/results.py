@@ -11,10 +11,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from mcp.types import CallToolResult, TextContent
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel
 
 from gateway import errors
+
+# The two kinds of tool the gateway serves: lookups, and calls that reach a model.
+READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
+CALLS_MODEL = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True)
 
 log = logging.getLogger("gateway.mcp")
 

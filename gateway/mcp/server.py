@@ -19,7 +19,7 @@ from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.subscriptions import ToolsListChanged
-from mcp.types import CallToolResult, InputRequiredResult, ToolAnnotations
+from mcp.types import CallToolResult, InputRequiredResult
 from mcp.types import Tool as MCPTool
 from pydantic import BaseModel, Field, ValidationError
 from starlette.applications import Starlette
@@ -288,14 +288,10 @@ def _add_model_tools(facade: McpFacade) -> None:
     server.add_tool(
         list_models,
         title="List models",
-        annotations=ToolAnnotations(
-            read_only_hint=True, idempotent_hint=True, open_world_hint=False
-        ),
+        annotations=results.READ_ONLY,
     )
     server.add_tool(
         chat,
         title="Chat with a model",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, open_world_hint=True
-        ),
+        annotations=results.CALLS_MODEL,
     )
