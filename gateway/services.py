@@ -20,6 +20,7 @@ from gateway.observability.recorder import Recorder
 from gateway.providers.base import ProviderSpec
 from gateway.providers.openai_compat import OpenAICompatibleClient
 from gateway.providers.registry import build_clients, provider_specs
+from gateway.responses.store import ResponseStore
 from gateway.routing.router import Router
 from gateway.settings import Settings
 
@@ -44,6 +45,8 @@ class Services:
         self.mcp_tools = McpToolbox(settings.mcp_servers)
         # The agent store connects and migrates in start(); creating it opens nothing.
         self.store = AgentStore(settings.resolved_database_url)
+        # Stored `/v1/responses` replies share the agent store's database and pool.
+        self.responses = ResponseStore(self.store)
         # Agents get the tools of their `mcp_servers` from the MCP toolbox.
         self.agents = AgentService(self.store, self.router, settings, sources=[self.mcp_tools])
         self.agents.on_turn = lambda agent, turn: self.metrics.agent_turn(

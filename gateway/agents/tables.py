@@ -138,3 +138,23 @@ idempotency_keys = Table(
     Column("request_hash", String(64), nullable=False),
     Column("created_at", Float, nullable=False),
 )
+
+# Stored `/v1/responses` replies (`gateway/responses/store.py`). Each row keeps the
+# whole context its request saw (`history`: the earlier items; `input`: its own), so
+# `previous_response_id` continues with one read, and deleting a response never
+# breaks the ones that continued it.
+responses = Table(
+    "responses",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("model", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    # The virtual key that created it (None: a static key or no auth); others get 404.
+    Column("key_id", String(64), nullable=True),
+    # An agent turn's conversation, which a follow-up continues.
+    Column("conversation", String(255), nullable=True),
+    Column("history", JSON, nullable=False),
+    Column("input", JSON, nullable=False),
+    Column("response", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+)

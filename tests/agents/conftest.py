@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from tests.gateway_server import GatewayServer
 
 PG_ENV = "GATEWAY_TEST_POSTGRES_URL"
-TABLES = "idempotency_keys, messages, turns, conversations, memory_blocks, agents"
+TABLES = "responses, idempotency_keys, messages, turns, conversations, memory_blocks, agents"
 
 
 def _asyncpg_dsn(url: str) -> str:
