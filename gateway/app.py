@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import errors
 from gateway.http import agents
+from gateway.http.asgi import error_bytes
 from gateway.http.chat import ChatCompletions
 from gateway.http.health import healthz, readyz
 from gateway.http.metrics import metrics
@@ -137,7 +138,10 @@ def _rate_limit(settings: Settings) -> list[Middleware]:
 async def _gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, errors.GatewayError)
     return Response(
-        exc.json_bytes(), status_code=exc.status, headers=exc.headers, media_type="application/json"
+        error_bytes(request.scope, exc),
+        status_code=exc.status,
+        headers=exc.headers,
+        media_type="application/json",
     )
 
 
@@ -151,6 +155,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     else:
         error = errors.InvalidRequest(str(exc.detail), code="http_error")
         return Response(
-            error.json_bytes(), status_code=exc.status_code, media_type="application/json"
+            error_bytes(request.scope, error),
+            status_code=exc.status_code,
+            media_type="application/json",
         )
     return await _gateway_error(request, error)

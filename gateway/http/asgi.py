@@ -9,6 +9,7 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from gateway import errors
+from gateway.wire import anthropic_messages
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 SSE_HEADERS = [
@@ -84,6 +85,24 @@ async def send_bytes(
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_error(send: Send, error: errors.GatewayError) -> None:
+def speaks_anthropic(scope: Scope) -> bool:
+    """Whether the request is one of Anthropic's Messages routes, whose clients expect
+    Anthropic's error shape."""
+    path: str = scope["path"]
+    return path == "/v1/messages" or path.startswith("/v1/messages/")
+
+
+def error_bytes(scope: Scope, error: errors.GatewayError) -> bytes:
+    """The error body in the protocol of the route the request came to."""
+    if speaks_anthropic(scope):
+        state = scope.get("state")
+        request_id = state.get("request_id") if isinstance(state, dict) else None
+        return anthropic_messages.error_bytes(error, request_id)
+    return error.json_bytes()
+
+
+async def send_error(send: Send, error: errors.GatewayError, scope: Scope | None = None) -> None:
+    """An error response; with `scope`, in the shape of that route's protocol."""
     extra = [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
-    await send_bytes(send, error.status, error.json_bytes(), [*JSON_HEADERS, *extra])
+    body = error.json_bytes() if scope is None else error_bytes(scope, error)
+    await send_bytes(send, error.status, body, [*JSON_HEADERS, *extra])

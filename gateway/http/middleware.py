@@ -59,27 +59,38 @@ class GatewayMiddleware:
         except errors.GatewayError as exc:
             if started:
                 raise
-            await send_error(send_with_id, _with_challenge(scope, exc))
+            await send_error(send_with_id, _with_challenge(scope, exc), scope)
         except Exception:
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             if started:
                 raise
-            await send_error(send_with_id, errors.GatewayError("internal error in the gateway"))
+            await send_error(
+                send_with_id, errors.GatewayError("internal error in the gateway"), scope
+            )
 
     def _authenticate(self, scope: Scope) -> None:
-        value = header(scope, b"authorization") or b""
-        scheme, _, token = value.partition(b" ")
-        token = token.strip()
+        token = presented_key(scope)
         ok = False
         # Compare against every key so timing does not reveal which one nearly matched.
         for key in self._keys:
-            ok |= hmac.compare_digest(token, key)
-        if scheme.lower() != b"bearer" or not ok:
+            ok |= hmac.compare_digest(token or b"", key)
+        if not ok:
             raise errors.AuthenticationError(
-                "missing or invalid gateway key: send 'Authorization: Bearer <key>'"
+                "missing or invalid gateway key: send 'Authorization: Bearer <key>' "
+                "(or 'x-api-key: <key>')"
                 if not token
                 else "invalid gateway key"
             )
+
+
+def presented_key(scope: Scope) -> bytes | None:
+    """The gateway key the client sent: `Authorization: Bearer …`, as OpenAI clients
+    send it, or `x-api-key`, as Anthropic clients do (Claude Code with ANTHROPIC_API_KEY)."""
+    scheme, _, token = (header(scope, b"authorization") or b"").partition(b" ")
+    if scheme.lower() == b"bearer" and token.strip():
+        return token.strip()
+    api_key = header(scope, b"x-api-key")
+    return api_key.strip() if api_key and api_key.strip() else None
 
 
 def _with_challenge(scope: Scope, exc: errors.GatewayError) -> errors.GatewayError:

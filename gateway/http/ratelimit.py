@@ -61,13 +61,14 @@ class RateLimitMiddleware:
                     f"rate limit of {limit} requests per minute exceeded; retry in {retry} s",
                     headers={"Retry-After": retry},
                 ),
+                scope,
             )
             return
         await self.app(scope, receive, send)
 
 
 def _client(scope: Scope, by_key: bool = True) -> bytes:
-    token = header(scope, b"authorization") if by_key else None
+    token = (header(scope, b"authorization") or header(scope, b"x-api-key")) if by_key else None
     if token:
         return hashlib.blake2b(token, digest_size=16).digest()
     client = scope.get("client")
