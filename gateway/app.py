@@ -16,10 +16,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import errors
-from gateway.http import agents
+from gateway.http import agents, console
 from gateway.http.asgi import error_bytes
 from gateway.http.chat import ChatCompletions
 from gateway.http.health import healthz, readyz
+from gateway.http.identity import me
 from gateway.http.metrics import metrics
 from gateway.http.middleware import GatewayMiddleware
 from gateway.http.models import get_model, list_models
@@ -84,6 +85,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     routes = [
         chat_route,
         Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/me", me, methods=["GET"]),
         Route("/v1/models/{handle:path}", get_model, methods=["GET"]),
         Route("/v1/agents", agents.list_agents, methods=["GET"]),
         Route("/v1/agents", agents.create_agent, methods=["POST"]),
@@ -92,12 +94,14 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         Route("/v1/agents/{ref}", agents.delete_agent, methods=["DELETE"]),
         Route("/v1/agents/{ref}/messages", agents.list_messages, methods=["GET"]),
         Route("/v1/agents/{ref}/messages", agents.post_message, methods=["POST"]),
+        Route("/v1/agents/{ref}/conversations", agents.list_conversations, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         # The MCP app as a plain ASGI endpoint on its own path: a `Mount("/")` would also
         # take every unknown path and wrong method, answering them with its plain-text 404.
         Route("/mcp", mcp_app),
+        *console.routes(),
     ]
     app = GatewayApp(
         chat_route,

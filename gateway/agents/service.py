@@ -163,6 +163,13 @@ class AgentService:
         )
         return agent, page, more
 
+    async def conversations(
+        self, ref: str, *, limit: int = 100
+    ) -> tuple[AgentRecord, list[dict[str, Any]]]:
+        """(agent, its conversations, most recently active first)."""
+        agent = await self.store.get_agent(ref, blocks=False)
+        return agent, await self.store.list_conversations(agent.id, limit=limit)
+
     # -- turns ---------------------------------------------------------------------
 
     async def run_turn(

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -120,6 +120,30 @@ class AgentStore:
             await conn.execute(delete(t.agents).where(t.agents.c.id == agent_id))
 
     # -- history -------------------------------------------------------------------
+
+    async def list_conversations(self, agent_id: str, *, limit: int) -> list[dict[str, Any]]:
+        """An agent's conversations, most recently active first, with message counts."""
+        c, m = t.conversations, t.messages
+        last = func.max(m.c.created_at)
+        query = (
+            select(c.c.key, c.c.created_at, func.count(m.c.id).label("messages"), last)
+            .select_from(c.outerjoin(m, m.c.conversation_id == c.c.id))
+            .where(c.c.agent_id == agent_id)
+            .group_by(c.c.id, c.c.key, c.c.created_at)
+            .order_by(func.coalesce(last, c.c.created_at).desc(), c.c.id.desc())
+            .limit(limit)
+        )
+        async with self.reader.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            {
+                "id": row[0],
+                "created_at": row[1],
+                "message_count": row[2],
+                "last_message_at": row[3],
+            }
+            for row in rows
+        ]
 
     async def list_messages(
         self,

@@ -77,6 +77,12 @@ async def list_messages(request: Request) -> Response:
     )
 
 
+async def list_conversations(request: Request) -> Response:
+    limit = _int_param(request.query_params.get("limit"), "limit", 100, 1, MAX_PAGE) or 100
+    agent, data = await _agents(request).conversations(request.path_params["ref"], limit=limit)
+    return json_response({"object": "list", "agent_id": agent.id, "data": data})
+
+
 async def post_message(request: Request) -> Response:
     """One turn: `{"messages": [{"role": "user", "content": …}]}` or `{"message": "…"}`."""
     body = await _json(request)

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import errors
 from gateway.http.asgi import header, send_error
+from gateway.http.console import is_console_path
 
 log = logging.getLogger("gateway.http")
 
@@ -53,7 +54,12 @@ class GatewayMiddleware:
             path = scope["path"]
             # `/.well-known/` stays open so MCP clients probing for OAuth metadata get a
             # clear 404 (no OAuth here) rather than another 401.
-            if self._keys and path not in self._open and not path.startswith("/.well-known/"):
+            if (
+                self._keys
+                and path not in self._open
+                and not path.startswith("/.well-known/")
+                and not is_console_path(path)
+            ):
                 self._authenticate(scope)
             await self.app(scope, receive, send_with_id)
         except errors.GatewayError as exc:

@@ -21,6 +21,9 @@ def model_entry(info: ModelInfo) -> dict[str, Any]:
         "object": "model",
         "created": 0,
         "owned_by": info.provider,
+        # Where the entry came from: the upstream's live list, the built-in fallback
+        # list, or the config file.
+        "source": info.source,
     }
     if info.context_window is not None:
         entry["context_window"] = info.context_window
@@ -33,6 +36,7 @@ def agent_entry(agent: AgentRecord) -> dict[str, Any]:
         "object": "model",
         "created": int(agent.created_at),
         "owned_by": "agent-gateway",
+        "source": "agent",
     }
 
 

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from tests.agents.conftest import create, history
-from tests.fake_upstream import FakeUpstream
+from tests.fake_upstream import FakeUpstream, Reply
 from tests.gateway_server import GatewayServer
 
 
@@ -246,3 +246,19 @@ def test_a_disabled_provider_is_named_at_creation(
     with httpx2.Client(base_url=gw.url) as rest:
         error = error_of(rest.post("/v1/agents", json={"name": "a", "model": "openai/gpt-4o"}), 404)
     assert error["code"] == "provider_not_enabled"
+
+
+def test_conversations_are_listed_most_recent_first(
+    rest: httpx2.Client, upstream: FakeUpstream
+) -> None:
+    create(rest)
+    upstream.script(Reply.completion("one"), Reply.completion("two"), Reply.completion("three"))
+    for conversation in ("first", "second", "first"):
+        turn = rest.post(
+            "/v1/agents/ada/messages", json={"message": "hi", "conversation": conversation}
+        )
+        assert turn.status_code == 200, turn.text
+    listed = rest.get("/v1/agents/ada/conversations").json()
+    assert [(c["id"], c["message_count"]) for c in listed["data"]] == [("first", 4), ("second", 2)]
+    assert rest.get("/v1/agents/nobody/conversations").status_code == 404
+    assert rest.get("/v1/agents/ada/conversations?limit=0").status_code == 400
