@@ -35,7 +35,9 @@ except ImportError:  # pragma: no cover - the dev extras install it
     sync_playwright = None  # type: ignore[assignment]
 
 
-@pytest.fixture(scope="session")
+# Module-scoped, not session-scoped: Playwright's sync API keeps an event loop running on
+# this thread while it is open, which the async tests that follow cannot share.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if sync_playwright is None:
         pytest.skip("console tests: Playwright is not installed (pip install -e '.[dev]')")
