@@ -16,7 +16,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import errors
-from gateway.http import agents, console
+from gateway.http import agents, console, keys
 from gateway.http.asgi import error_bytes
 from gateway.http.chat import ChatCompletions
 from gateway.http.health import healthz, readyz
@@ -24,7 +24,8 @@ from gateway.http.identity import me
 from gateway.http.metrics import metrics
 from gateway.http.middleware import GatewayMiddleware
 from gateway.http.models import get_model, list_models
-from gateway.http.ratelimit import RateLimitMiddleware, TokenBuckets
+from gateway.http.ratelimit import RateLimitMiddleware
+from gateway.http.usage import usage
 from gateway.mcp.server import McpFacade
 from gateway.observability.middleware import ObservabilityMiddleware
 from gateway.services import Services
@@ -95,6 +96,12 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         Route("/v1/agents/{ref}/messages", agents.list_messages, methods=["GET"]),
         Route("/v1/agents/{ref}/messages", agents.post_message, methods=["POST"]),
         Route("/v1/agents/{ref}/conversations", agents.list_conversations, methods=["GET"]),
+        Route("/v1/keys", keys.list_keys, methods=["GET"]),
+        Route("/v1/keys", keys.create_key, methods=["POST"]),
+        Route("/v1/keys/{ref}", keys.get_key, methods=["GET"]),
+        Route("/v1/keys/{ref}", keys.update_key, methods=["PATCH"]),
+        Route("/v1/keys/{ref}", keys.delete_key, methods=["DELETE"]),
+        Route("/v1/usage", usage, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
@@ -111,11 +118,9 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             # Outermost, so rejected requests are counted and logged with their status.
             Middleware(ObservabilityMiddleware, services=services),
             Middleware(
-                GatewayMiddleware,
-                api_keys=[k.get_secret_value() for k in settings.api_keys],
-                metrics_auth=settings.metrics_auth,
+                GatewayMiddleware, tenants=services.tenants, metrics_auth=settings.metrics_auth
             ),
-            *_rate_limit(settings),
+            *_rate_limit(settings, services),
         ],
         exception_handlers={
             errors.GatewayError: _gateway_error,
@@ -126,15 +131,18 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     return app
 
 
-def _rate_limit(settings: Settings) -> list[Middleware]:
+def _rate_limit(settings: Settings, services: Services) -> list[Middleware]:
     if not settings.rate_limit_rpm:
         return []
     return [
         Middleware(
             RateLimitMiddleware,
-            # One set of buckets for the fast lane's and the router's middleware stacks.
-            buckets=TokenBuckets(settings.rate_limit_rpm, settings.rate_limit_burst),
-            by_key=bool(settings.api_keys),
+            # The tenants' limits: shared by both middleware stacks, and by every
+            # process when Redis is configured.
+            limits=services.tenants.limits,
+            per_minute=settings.rate_limit_rpm,
+            burst=settings.rate_limit_burst,
+            by_key=bool(settings.api_keys or settings.admin_key),
         )
     ]
 

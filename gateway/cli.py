@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from gateway import agents_cli, errors
+from gateway import agents_cli, errors, keys_cli
 from gateway.settings import ConfigError, Settings, check_bind, load_settings
 
 EXIT_CONFIG = 2
@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate each enabled provider's key")
     check.set_defaults(run=_check)
     agents_cli.add_parser(sub)
+    keys_cli.add_parser(sub)
     mcp = sub.add_parser("mcp", help="serve MCP over stdio (for desktop clients)")
     mcp.set_defaults(run=_mcp)
     return parser
@@ -75,6 +76,13 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.observability.logging import level_name, logging_config
 
     check_bind(settings)
+    if settings.workers > 1 and not settings.redis_url:
+        print(
+            f"gateway: warning: limits (GATEWAY_RATE_LIMIT_RPM and virtual keys' rpm, tpm "
+            f"and budgets) are kept per worker, so {settings.workers} workers allow up to "
+            f"{settings.workers}x each limit; set GATEWAY_REDIS_URL to share them",
+            file=sys.stderr,
+        )
     config = getattr(args, "sub_config", None) or args.config
     if config:
         # Workers re-read settings in their own process; they find the file this way.

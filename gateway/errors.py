@@ -97,6 +97,26 @@ class AuthenticationError(GatewayError):
     code = "invalid_api_key"
 
 
+class PermissionDenied(GatewayError):
+    """The caller's key may not use this model, agent or tool (its allow-lists)."""
+
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
+
+
+class ModelNotAllowed(PermissionDenied):
+    code = "model_not_allowed"
+
+
+class AgentNotAllowed(PermissionDenied):
+    code = "agent_not_allowed"
+
+
+class ToolNotAllowed(PermissionDenied):
+    code = "tool_not_allowed"
+
+
 class MethodNotAllowed(GatewayError):
     status = 405
     type = "invalid_request_error"
@@ -113,6 +133,14 @@ class RateLimited(GatewayError):
     status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
+
+
+class BudgetExceeded(GatewayError):
+    """The caller's key spent its `max_budget_usd` for the current budget period."""
+
+    status = 429
+    type = "insufficient_quota"
+    code = "budget_exceeded"
 
 
 class UpstreamError(GatewayError):

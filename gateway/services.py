@@ -23,6 +23,7 @@ from gateway.providers.registry import build_clients, provider_specs
 from gateway.responses.store import ResponseStore
 from gateway.routing.router import Router
 from gateway.settings import Settings
+from gateway.tenants.service import Tenants
 
 log = logging.getLogger("gateway")
 
@@ -52,11 +53,15 @@ class Services:
         self.agents.on_turn = lambda agent, turn: self.metrics.agent_turn(
             agent.name, turn.step_count
         )
+        # Keys, limits and spend; finished requests' usage reaches it through the recorder.
+        self.tenants = Tenants(settings, self.store, self.metrics)
+        self.recorder.on_usage = self.tenants.record
 
     async def start(self, *, agents: bool = True) -> None:
         """Start the provider clients and, unless `agents` is false, the agent store."""
         if agents:
             await self.store.open()
+            await self.tenants.start()
         for client in self.clients.values():
             await client.start()
             if self.tracing is not None:
@@ -67,7 +72,13 @@ class Services:
     async def close(self) -> None:
         # Running agent turns finish first: they still need the clients and the store.
         # Each step runs even if one before it fails, so counts and connections are not lost.
-        steps: list[Callable[[], Awaitable[object]]] = [self.agents.close, self.mcp_tools.close]
+        # The last usage reaches the spend ledger, which writes it before the store closes.
+        self.recorder.flush()
+        steps: list[Callable[[], Awaitable[object]]] = [
+            self.tenants.close,
+            self.agents.close,
+            self.mcp_tools.close,
+        ]
         steps += [client.close for client in self.clients.values()]
         for step in steps:
             try:

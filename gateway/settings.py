@@ -69,6 +69,17 @@ class McpServerConfig(BaseModel):
         return self
 
 
+class PriceConfig(BaseModel):
+    """`[prices."handle"]`: USD per million tokens (cached input and reasoning optional)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+    cached_input_per_mtok: float | None = Field(default=None, ge=0)
+    reasoning_per_mtok: float | None = Field(default=None, ge=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="forbid")
 
@@ -92,6 +103,15 @@ class Settings(BaseSettings):
     providers: list[ProviderConfig] = Field(default_factory=list)
     aliases: dict[str, str] = Field(default_factory=dict)
     mcp_servers: list[McpServerConfig] = Field(default_factory=list)
+    # Tenants: the admin key guards /v1/keys and /v1/usage; Redis shares limits.
+    admin_key: SecretStr | None = None
+    redis_url: str | None = None
+    redis_prefix: str = Field(default="gateway:", min_length=1, max_length=64)
+    # When Redis is unreachable: true lets requests through without limits.
+    redis_fail_open: bool = True
+    # How often aggregated spend is written to the store (the most a crash can lose).
+    spend_flush_seconds: float = Field(default=2.0, gt=0, le=3600)
+    prices: dict[str, PriceConfig] = Field(default_factory=dict)
 
     @field_validator("api_keys", "allowed_hosts", "allowed_origins", mode="before")
     @classmethod
@@ -163,10 +183,10 @@ def is_loopback(host: str) -> bool:
 
 def check_bind(settings: Settings) -> None:
     """Serving without gateway keys is only allowed where nobody else can connect."""
-    if not settings.api_keys and not is_loopback(settings.host):
+    if not settings.api_keys and not settings.admin_key and not is_loopback(settings.host):
         raise ConfigError(
             f"host: refusing to serve on {settings.host} without authentication; "
-            "set GATEWAY_API_KEYS or bind to 127.0.0.1"
+            "set GATEWAY_API_KEYS or GATEWAY_ADMIN_KEY, or bind to 127.0.0.1"
         )
 
 

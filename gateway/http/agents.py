@@ -14,38 +14,46 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import errors
+from gateway.agents.schemas import AgentRecord
 from gateway.agents.service import AgentService
 from gateway.http.agent_chat import turn_headers
 from gateway.http.asgi import parse_json_object, read_body
 from gateway.http.models import json_response
 from gateway.providers.base import CallStats
+from gateway.tenants.caller import caller_of
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
 
 
 async def create_agent(request: Request) -> Response:
-    agent = await _agents(request).create_agent(await _json(request))
+    body = await _json(request)
+    _check_body(request, body)
+    agent = await _agents(request).create_agent(body)
     return json_response(agent.to_api(), status=201)
 
 
 async def list_agents(request: Request) -> Response:
-    agents = await _agents(request).list_agents()
+    caller = caller_of(request.scope)
+    agents = [a for a in await _agents(request).list_agents() if caller.may_use_agent(a.name)]
     return json_response({"object": "list", "data": [a.to_api() for a in agents]})
 
 
 async def get_agent(request: Request) -> Response:
-    agent = await _agents(request).get_agent(request.path_params["ref"])
+    agent = await _allowed(request)
     return json_response(agent.to_api())
 
 
 async def update_agent(request: Request) -> Response:
     body = await _json(request)
+    await _allowed(request)
+    _check_body(request, body)
     agent = await _agents(request).update_agent(request.path_params["ref"], body)
     return json_response(agent.to_api())
 
 
 async def delete_agent(request: Request) -> Response:
+    await _allowed(request)
     agent = await _agents(request).delete_agent(request.path_params["ref"])
     return json_response({"id": agent.id, "object": "agent.deleted", "deleted": True})
 
@@ -58,6 +66,7 @@ async def list_messages(request: Request) -> Response:
     if before is not None and after is not None:
         raise errors.InvalidRequest("give 'before' or 'after', not both", param="after")
     conversation = query.get("conversation") or request.headers.get("x-conversation-id")
+    await _allowed(request)
     agent, page, more = await _agents(request).history(
         request.path_params["ref"],
         conversation=conversation,
@@ -95,6 +104,7 @@ async def post_message(request: Request) -> Response:
     conversation = body.get("conversation", request.headers.get("x-conversation-id"))
     if conversation is not None and not isinstance(conversation, str):
         raise errors.InvalidRequest("'conversation' must be a string", param="conversation")
+    await _allowed(request)
     calls: list[CallStats] = []
     request.scope.setdefault("state", {})["call_stats"] = calls
     result = await _agents(request).run_turn(
@@ -130,6 +140,24 @@ def _turn_input(body: dict[str, Any]) -> Any:
                 "an agent turn takes user messages only", param=f"messages[{i}].role"
             )
     return messages
+
+
+async def _allowed(request: Request) -> AgentRecord:
+    """The agent `{ref}` names, if the caller's key may use it (403 otherwise)."""
+    agent = await _agents(request).get_agent(request.path_params["ref"])
+    if not caller_of(request.scope).may_use_agent(agent.name):
+        raise errors.AgentNotAllowed(f"this key may not use agent '{agent.name}'", param="agent")
+    return agent
+
+
+def _check_body(request: Request, body: dict[str, Any]) -> None:
+    """A key may only create (or rename to) agents it may use, on models it may use."""
+    caller = caller_of(request.scope)
+    name, model = body.get("name"), body.get("model")
+    if isinstance(name, str) and not caller.may_use_agent(name):
+        raise errors.AgentNotAllowed(f"this key may not use agent '{name}'", param="name")
+    if isinstance(model, str) and not caller.may_use_model(model):
+        raise errors.ModelNotAllowed(f"this key may not use model '{model}'", param="model")
 
 
 def _agents(request: Request) -> AgentService:

@@ -25,6 +25,7 @@ from gateway.http.asgi import (
 )
 from gateway.providers.base import CallStats
 from gateway.providers.sse import SSERelay
+from gateway.tenants.caller import caller_of
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
@@ -90,10 +91,17 @@ class ChatCompletions:
         raw = await read_body(scope, receive, services.settings.max_body_bytes)
         body = parse_chat_request(raw)
         model: str = body["model"]
+        caller = caller_of(scope)
         if model.startswith("agent/"):
+            if not caller.may_use_agent(model[6:]):
+                raise errors.AgentNotAllowed(f"this key may not use '{model}'", param="model")
             await agent_chat(scope, receive, send, body)
             return
         route = await services.router.resolve(model)
+        if not (
+            caller.may_use_model(model) or caller.may_use_model(f"{route.provider}/{route.model}")
+        ):
+            raise errors.ModelNotAllowed(f"this key may not use model '{model}'", param="model")
         payload, injected = route.client.prepare(body, route.model)
         stats = CallStats(route.provider, route.model)
         scope.setdefault("state", {})["call_stats"] = stats

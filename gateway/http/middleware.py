@@ -6,17 +6,21 @@ untouched and are observed when their last byte goes out.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import re
 import uuid
-from collections.abc import Sequence
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import errors
 from gateway.http.asgi import header, send_error
 from gateway.http.console import is_console_path
+from gateway.observability.recorder import calls_of
+from gateway.tenants.caller import CALLER_STATE, Caller
+from gateway.tenants.keys import SECRET_PREFIX
+from gateway.tenants.limits import KeyLimited
+from gateway.tenants.service import Tenants
 
 log = logging.getLogger("gateway.http")
 
@@ -26,11 +30,13 @@ _OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 
 
 class GatewayMiddleware:
-    def __init__(
-        self, app: ASGIApp, *, api_keys: Sequence[str], metrics_auth: bool = False
-    ) -> None:
+    """Request id, then who is calling (a `Caller` in the scope's state), then the key's
+    limits. Keys come as `Authorization: Bearer …` or `x-api-key` (Anthropic's clients)."""
+
+    def __init__(self, app: ASGIApp, *, tenants: Tenants, metrics_auth: bool = False) -> None:
         self.app = app
-        self._keys = [k.encode() for k in api_keys]
+        self._tenants = tenants
+        self._auth = tenants.auth
         self._open = _OPEN_PATHS if metrics_auth else _OPEN_PATHS | {"/metrics"}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -50,43 +56,86 @@ class GatewayMiddleware:
                 message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id)]
             await send(message)
 
+        sender: Send = send_with_id
         try:
             path = scope["path"]
             # `/.well-known/` stays open so MCP clients probing for OAuth metadata get a
             # clear 404 (no OAuth here) rather than another 401.
             if (
-                self._keys
-                and path not in self._open
+                path not in self._open
                 and not path.startswith("/.well-known/")
                 and not is_console_path(path)
             ):
-                self._authenticate(scope)
-            await self.app(scope, receive, send_with_id)
+                caller = await self._authenticate(scope)
+                if caller is not None:
+                    state[CALLER_STATE] = caller
+                    if caller.limited and _metered(path):
+                        await self._admit(caller)
+                        if caller.tpm is not None or caller.max_budget_usd is not None:
+                            sender = self._charging(send_with_id, state, caller)
+            await self.app(scope, receive, sender)
         except errors.GatewayError as exc:
             if started:
                 raise
-            await send_error(send_with_id, _with_challenge(scope, exc), scope)
+            await send_error(sender, _with_challenge(scope, exc), scope)
         except Exception:
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             if started:
                 raise
             await send_error(
-                send_with_id, errors.GatewayError("internal error in the gateway"), scope
+                sender, errors.GatewayError("internal error in the gateway"), scope
             )
 
-    def _authenticate(self, scope: Scope) -> None:
+    async def _authenticate(self, scope: Scope) -> Caller | None:
         token = presented_key(scope)
-        ok = False
-        # Compare against every key so timing does not reveal which one nearly matched.
-        for key in self._keys:
-            ok |= hmac.compare_digest(token or b"", key)
-        if not ok:
+        if not self._auth.required:
+            # No keys configured (a loopback bind): only virtual keys are looked at, so
+            # their allow-lists and limits still apply.
+            if token is None or not token.startswith(SECRET_PREFIX.encode()):
+                return None
+        elif token is None:
             raise errors.AuthenticationError(
                 "missing or invalid gateway key: send 'Authorization: Bearer <key>' "
                 "(or 'x-api-key: <key>')"
-                if not token
-                else "invalid gateway key"
             )
+        return await self._auth.caller(token)
+
+    async def _admit(self, caller: Caller) -> None:
+        metrics = self._tenants.metrics
+        try:
+            await self._tenants.limits.admit(caller)
+        except KeyLimited as exc:
+            if metrics is not None:
+                metrics.key_limited.labels(metrics.key_label(caller.key_name), exc.reason).inc()
+            raise
+
+    def _charging(self, send: Send, state: dict[str, Any], caller: Caller) -> Send:
+        """`send`, charging the request's tokens and cost just before its last byte, so
+        the key's next request already sees them."""
+        charged = False
+
+        async def send_charged(message: Message) -> None:
+            nonlocal charged
+            if (
+                not charged
+                and message["type"] == "http.response.body"
+                and not message.get("more_body", False)
+            ):
+                charged = True
+                calls = calls_of(state.get("call_stats"))
+                if calls:
+                    try:
+                        await self._tenants.charge(caller, calls)
+                    except Exception:
+                        log.exception("charging key '%s' failed", caller.key_name)
+            await send(message)
+
+        return send_charged
+
+
+def _metered(path: str) -> bool:
+    """Paths whose requests count against a key's limits (not key and usage management)."""
+    return path.startswith(("/v1/", "/mcp")) and not path.startswith(("/v1/keys", "/v1/usage"))
 
 
 def presented_key(scope: Scope) -> bytes | None:

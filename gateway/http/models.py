@@ -11,8 +11,10 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway import errors
 from gateway.agents.schemas import AgentRecord
 from gateway.providers.base import ModelInfo
+from gateway.tenants.caller import caller_of
 
 
 def model_entry(info: ModelInfo) -> dict[str, Any]:
@@ -45,17 +47,29 @@ def json_response(data: Any, status: int = 200) -> Response:
 
 
 async def list_models(request: Request) -> Response:
+    """The models and agents the caller's key may use (everything for other keys)."""
     services = request.app.state.services
+    caller = caller_of(request.scope)
     data = [model_entry(m) for m in await services.router.list_models()]
-    data += [agent_entry(a) for a in await services.agents.list_agents()]
+    data = [m for m in data if caller.may_use_model(m["id"])]
+    agents = await services.agents.list_agents()
+    data += [agent_entry(a) for a in agents if caller.may_use_agent(a.name)]
     return json_response({"object": "list", "data": data})
 
 
 async def get_model(request: Request) -> Response:
     services = request.app.state.services
+    caller = caller_of(request.scope)
     handle: str = request.path_params["handle"]
     if handle.startswith("agent/"):
-        return json_response(agent_entry(await services.agents.get_agent(handle[6:])))
+        agent = await services.agents.get_agent(handle[6:])
+        if not caller.may_use_agent(agent.name):
+            raise errors.AgentNotAllowed(
+                f"this key may not use agent '{agent.name}'", param="model"
+            )
+        return json_response(agent_entry(agent))
+    if not caller.may_use_model(handle):
+        raise errors.ModelNotAllowed(f"this key may not use model '{handle}'", param="model")
     route = await services.router.resolve(handle)
     info = route.info or ModelInfo(route.model, route.provider, None, "fallback")
     return json_response(model_entry(info))

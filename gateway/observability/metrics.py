@@ -46,6 +46,8 @@ _OUTCOME = re.compile(r"^[a-z0-9_.-]{1,64}$")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 # Upstreams choose their own error codes; a model gets at most this many distinct ones.
 _MAX_OUTCOMES = 32
+# Distinct key names that become label values; any beyond are counted as `other`.
+_MAX_KEYS = 1000
 
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 LLM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
@@ -124,6 +126,7 @@ class Metrics:
         self._llm: dict[tuple[str, str], _LLMSeries] = {}
         # tool -> the outcomes it has been counted under (upstream codes reach them too).
         self._tool_outcomes: dict[str, set[str]] = {}
+        self._keys: set[str] = set()
         families: list[Family] = []
         self._define(families)
         if self.multiprocess_dir is None:
@@ -209,6 +212,40 @@ class Metrics:
             "counter", "gateway_mcp_tool_calls_total", "MCP tool calls served, by outcome.",
             ("tool", "outcome"),
         )  # fmt: skip
+        # Tenants: `key` is a virtual key's name ("static", "admin" or "anonymous" for
+        # the others); names are chosen by the admin, and capped at _MAX_KEYS.
+        self.llm_cost = metric(
+            "counter",
+            "gateway_llm_cost_usd_total",
+            "What upstream calls cost, in USD, from the price table.",
+            provider_model,
+        )
+        self.key_cost = metric(
+            "counter", "gateway_key_cost_usd_total", "Spend per gateway key, in USD.", ("key",)
+        )
+        self.key_tokens = metric(
+            "counter",
+            "gateway_key_tokens_total",
+            "Tokens used per gateway key.",
+            ("key", "kind"),
+        )
+        self.key_limited = metric(
+            "counter",
+            "gateway_key_limited_total",
+            "Requests refused by a key's limits, by reason: rpm, tpm or budget.",
+            ("key", "reason"),
+        )
+        self.key_requests = metric(
+            "counter", "gateway_key_requests_total", "Requests admitted per gateway key.", ("key",)
+        )
+        redis_down = metric(
+            "counter",
+            "gateway_redis_unavailable_total",
+            "Limit checks that could not reach Redis (let through or refused, as configured).",
+        )
+        self.redis_unavailable = (
+            redis_down.labels() if isinstance(redis_down, Family) else redis_down
+        )
 
     # -- recording -----------------------------------------------------------------
 
@@ -269,6 +306,29 @@ class Metrics:
                 outcome = OTHER
             seen.add(outcome)
         self.mcp_tool_calls.labels(label, outcome).inc()
+
+    def key_label(self, key: str | None) -> str:
+        label = key or "anonymous"
+        if label in self._keys:
+            return label
+        if not _NAME.match(label) or len(self._keys) >= _MAX_KEYS:
+            return OTHER
+        self._keys.add(label)
+        return label
+
+    def record_spend(self, key: str | None, stats: CallStats, cost: float) -> None:
+        """One upstream call's cost and tokens, charged to the caller's key."""
+        label = self.key_label(key)
+        if cost:
+            series = self._llm.get((stats.provider, stats.model))
+            if series is None:
+                series = self._llm_series(stats.provider, stats.model)
+            self.llm_cost.labels(*series.labels).inc(cost)
+            self.key_cost.labels(label).inc(cost)
+        if stats.prompt_tokens:
+            self.key_tokens.labels(label, "prompt").inc(stats.prompt_tokens)
+        if stats.completion_tokens:
+            self.key_tokens.labels(label, "completion").inc(stats.completion_tokens)
 
     # -- exposition ----------------------------------------------------------------
 

@@ -71,7 +71,10 @@ class ObservabilityMiddleware:
                 request_id, method = state.get("request_id"), scope["method"]
                 route = self._route(scope, root_path)
                 stats = state.get("call_stats")
-                self._recorder.add((request_id, method, route, status, end, end - start, stats))
+                caller = state.get("caller")
+                self._recorder.add(
+                    (request_id, method, route, status, end, end - start, stats, caller)
+                )
                 if span is not None and self._tracing is not None:
                     calls = calls_of(stats)
                     self._tracing.end_request(span, request_id, method, route, status, calls)

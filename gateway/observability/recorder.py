@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from gateway.observability.logging import AccessLog
@@ -25,9 +26,12 @@ from gateway.providers.base import CallStats
 
 log = logging.getLogger("gateway.observability")
 
-# (request id, method, route template, status, end as perf_counter, duration, call stats).
-# The call stats are what the route left in its state: None, one CallStats or a list.
-Finished = tuple[str | None, str, str, int, float, float, Any]
+# (request id, method, route template, status, end as perf_counter, duration, call stats,
+# caller). The call stats are what the route left in its state: None, one CallStats or a
+# list; the caller is the request's `Caller` (None when no key was checked).
+Finished = tuple[str | None, str, str, int, float, float, Any, Any]
+# Receives each batch's (caller, calls) pairs that called a model: spend and per-key metrics.
+UsageSink = Callable[[list[tuple[Any, tuple[CallStats, ...]]]], None]
 
 
 class Recorder:
@@ -38,6 +42,7 @@ class Recorder:
         self.metrics = metrics
         self.access = access
         self._pending: list[Finished] = []
+        self.on_usage: UsageSink | None = None
 
     def add(self, finished: Finished) -> None:
         pending = self._pending
@@ -57,9 +62,12 @@ class Recorder:
         lines: list[str] | None = [] if self.access.enabled() else None
         # One clock reading turns every request's end into wall-clock time for its line.
         wall_offset = time.time() - time.perf_counter()
+        usage: list[tuple[Any, tuple[CallStats, ...]]] = []
         try:
-            for request_id, method, route, status, end, duration, stats in batch:
+            for request_id, method, route, status, end, duration, stats, caller in batch:
                 calls = calls_of(stats)
+                if calls:
+                    usage.append((caller, calls))
                 upstream = 0.0
                 for call in calls:
                     self.metrics.record_call(call)
@@ -71,6 +79,8 @@ class Recorder:
                     lines.append(
                         self.access.render(when, request_id, method, route, status, duration, calls)
                     )
+            if usage and self.on_usage is not None:
+                self.on_usage(usage)
         except Exception:
             # A bug here must cost the batch's numbers, never the serving loop.
             log.exception("recording %d finished requests failed", len(batch))

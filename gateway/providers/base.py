@@ -60,6 +60,10 @@ class CallStats:
     first_token_seconds: float | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # Parts of the two above: prompt tokens served from the provider's cache, and
+    # completion tokens spent reasoning (both priced differently by some providers).
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
     outcome: str = "success"
 
     @property
@@ -75,6 +79,17 @@ class CallStats:
             self.prompt_tokens = prompt
         if isinstance(completion, int):
             self.completion_tokens = completion
+        # OpenAI nests the details; Moonshot puts `cached_tokens` at the top level.
+        details = usage.get("prompt_tokens_details")
+        cached = details.get("cached_tokens") if isinstance(details, dict) else None
+        if cached is None:
+            cached = usage.get("cached_tokens")
+        if isinstance(cached, int):
+            self.cached_tokens = cached
+        details = usage.get("completion_tokens_details")
+        reasoning = details.get("reasoning_tokens") if isinstance(details, dict) else None
+        if isinstance(reasoning, int):
+            self.reasoning_tokens = reasoning
 
 
 # Called by a provider client when one upstream attempt ends: (stats, the attempt's

@@ -26,6 +26,16 @@ class Caller:
     models: tuple[str, ...] | None = None  # handles, aliases or globs ("kimi/*")
     agents: tuple[str, ...] | None = None  # agent names or globs
     mcp_tools: tuple[str, ...] | None = None  # tool names or globs
+    # A virtual key's limits (None = none): requests and tokens per minute, and a budget
+    # in USD per `budget_period` ("daily", "monthly", or None for the key's lifetime).
+    rpm: int | None = None
+    tpm: int | None = None
+    max_budget_usd: float | None = None
+    budget_period: str | None = None
+
+    @property
+    def limited(self) -> bool:
+        return self.rpm is not None or self.tpm is not None or self.max_budget_usd is not None
 
     def may_use_model(self, handle: str) -> bool:
         return _allowed(self.models, handle)

@@ -25,7 +25,10 @@ from sqlalchemy.engine import make_url
 from tests.gateway_server import GatewayServer
 
 PG_ENV = "GATEWAY_TEST_POSTGRES_URL"
-TABLES = "responses, idempotency_keys, messages, turns, conversations, memory_blocks, agents"
+TABLES = (
+    "responses, idempotency_keys, messages, turns, conversations, memory_blocks, agents, "
+    "usage, api_keys"
+)
 
 
 def _asyncpg_dsn(url: str) -> str:

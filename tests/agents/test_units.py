@@ -19,6 +19,7 @@ from gateway.agents.tables import metadata
 from gateway.http.agent_chat import new_input
 from gateway.routing.router import LLMConfig
 from gateway.settings import ConfigError
+from gateway.tenants import tables as _tenant_tables  # noqa: F401  (registers them)
 
 
 async def test_migrations_create_exactly_the_tables(backend: str) -> None:

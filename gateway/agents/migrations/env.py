@@ -14,6 +14,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from gateway.agents.tables import metadata
+from gateway.tenants import tables as _tenant_tables  # noqa: F401  (registers them)
 
 config = context.config
 connection = config.attributes.get("connection")
