@@ -82,9 +82,7 @@ class GatewayMiddleware:
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             if started:
                 raise
-            await send_error(
-                sender, errors.GatewayError("internal error in the gateway"), scope
-            )
+            await send_error(sender, errors.GatewayError("internal error in the gateway"), scope)
 
     async def _authenticate(self, scope: Scope) -> Caller | None:
         token = presented_key(scope)
