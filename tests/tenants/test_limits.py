@@ -123,3 +123,30 @@ def test_usage_by_key_model_and_day(
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "group_by"
     bad = admin.get("/v1/usage", params={"start": "yesterday"})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "start"
+
+
+def test_limits_hold_across_two_replicas_sharing_redis(
+    tenant_gateway: Callable[..., GatewayServer],
+    redis_prefix: str,
+    clients: Callable[..., Any],
+) -> None:
+    from tests.tenants.conftest import REDIS_URL
+
+    env = {
+        "GATEWAY_REDIS_URL": REDIS_URL,
+        "GATEWAY_REDIS_PREFIX": redis_prefix,
+        "GATEWAY_RATE_LIMIT_RPM": "5",
+    }
+    first, second = tenant_gateway(env), tenant_gateway(env)
+    secret = new_key(_admin(first, clients), "shared", rpm=4)["key"]
+    on_first = clients(sdk(first.base_url, secret))
+    on_second = clients(sdk(second.base_url, secret))
+    outcomes = [_outcomes(client, 1)[0] for client in [on_first, on_second] * 3]
+    assert outcomes == ["ok"] * 4 + ["rate_limit_exceeded"] * 2
+    # The per-address limit (5 a minute per key) is shared too: the admin's one request
+    # above and four here use it up on both replicas.
+    admin_second = clients(
+        httpx2.Client(base_url=second.url, headers={"Authorization": f"Bearer {ADMIN}"})
+    )
+    statuses = [admin_second.get("/v1/keys").status_code for _ in range(5)]
+    assert statuses == [200] * 4 + [429]
