@@ -190,3 +190,48 @@ def _slow_reply(pieces: list[str]) -> Reply:
     events += [chunk({"content": p}) for p in pieces]
     events.append(chunk({}, "stop"))
     return Reply.sse(events, delay=0.3)  # type: ignore[arg-type]
+
+
+ADMIN = "sk-console-admin"
+
+
+def test_admin_creates_and_revokes_keys_and_reads_usage_as_a_chart(
+    console: Console, make_gateway: Callable[..., GatewayServer], upstream: FakeUpstream
+) -> None:
+    import openai
+
+    gw = make_gateway({"GATEWAY_API_KEYS": KEY, "GATEWAY_ADMIN_KEY": ADMIN})
+    page = console.page
+    sign_in(page, gw, key=ADMIN)
+    page.get_by_role("link", name="Keys").click()
+    page.get_by_label("Name").fill("team-a")
+    page.get_by_label("Models").fill("openai/*")
+    page.get_by_label("Requests per minute").fill("100")
+    page.get_by_label("Budget (USD)").fill("5")
+    page.get_by_label("Budget period").select_option("daily")
+    page.get_by_role("button", name="Create key").click()
+    secret = page.locator("[data-secret]")
+    expect(secret).to_have_text(re.compile(r"^sk-gw-"))
+    row = page.locator("tbody tr", has_text="team-a")
+    expect(row).to_contain_text("openai/*")
+    expect(row).to_contain_text("100 rpm")
+    expect(row).to_contain_text("active")
+    console.shot("keys")
+
+    # The new key works until it is revoked; its use shows in the usage chart.
+    with openai.OpenAI(base_url=gw.base_url, api_key=secret.inner_text(), max_retries=0) as sdk:
+        for _ in range(2):
+            sdk.chat.completions.create(
+                model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+            )
+    page.get_by_role("link", name="Usage").click()
+    page.get_by_label("Group by").select_option("key")
+    expect(page.locator("tbody tr", has_text="team-a")).to_be_visible()
+    expect(page.locator("figure.chart svg rect")).not_to_have_count(0)
+    console.shot("usage")
+
+    page.get_by_role("link", name="Keys").click()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Revoke team-a").click()
+    expect(page.locator("tbody tr", has_text="team-a")).to_contain_text("revoked")
+    assert console.errors == []

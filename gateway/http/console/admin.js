@@ -48,8 +48,8 @@ export function Keys() {
                 <td>${[k.rpm && `${k.rpm} rpm`, k.tpm && `${k.tpm} tpm`].filter(Boolean).join(" · ") || "none"}</td>
                 <td>${k.max_budget_usd != null ? `$${k.max_budget_usd} ${k.budget_period || "total"}` : "none"}</td>
                 <td>${k.expires_at ? when(k.expires_at) : "never"}</td>
-                <td>${k.revoked_at || k.revoked ? "revoked" : "active"}</td>
-                <td>${!(k.revoked_at || k.revoked) && html`
+                <td>${k.revoked_at ? "revoked" : "active"}</td>
+                <td>${!k.revoked_at && html`
                   <button class="danger" onClick=${() => revoke(k)}>Revoke ${k.name}</button>`}</td>
               </tr>`)}
           </tbody>
@@ -84,7 +84,7 @@ function CreateKey({ onCreated }) {
     };
     try {
       const created = await api("/v1/keys", { method: "POST", body });
-      setSecret({ name: created.name, key: created.key || created.secret });
+      setSecret({ name: created.name, key: created.key });
       setForm(empty);
       onCreated();
     } catch (exc) {
@@ -121,13 +121,20 @@ function CreateKey({ onCreated }) {
     </form>`;
 }
 
+// Cents for real spend; small test-sized amounts keep their digits.
+function usd(value) {
+  if (value === 0) return "$0";
+  return value < 0.01 ? `$${value.toFixed(6)}` : `$${value.toFixed(2)}`;
+}
+
 const GROUPS = [["key", "Key"], ["model", "Model"], ["day", "Day"]];
 
 export function Usage() {
   const [group, setGroup] = useState("day");
   const [usage, error] = useLoad(() => api(`/v1/usage?group_by=${group}`), [group]);
   const rows = usage ? usage.data : [];
-  const label = (row) => String(row[group] ?? row.group ?? row.key ?? "");
+  const label = (row) =>
+    group === "key" ? row.key_name || row.key_id || "static keys" : String(row[group] ?? "");
   const cost = (row) => Number(row.cost_usd ?? row.spend_usd ?? 0);
   const tokens = (row) =>
     Number(row.total_tokens ?? (row.prompt_tokens || 0) + (row.completion_tokens || 0));
@@ -142,7 +149,7 @@ export function Usage() {
       <${ErrorText} error=${error} />
       ${usage && rows.length === 0 && html`<p>No usage recorded yet.</p>`}
       ${rows.length > 0 && html`
-        <${BarChart} title="Cost (USD)" rows=${rows} label=${label} value=${cost} format=${(v) => `$${v.toFixed(4)}`} />
+        <${BarChart} title="Cost (USD)" rows=${rows} label=${label} value=${cost} format=${usd} />
         <${BarChart} title="Tokens" rows=${rows} label=${label} value=${tokens} format=${(v) => v.toLocaleString()} />
         <table>
           <caption class="sr-only">Usage by ${group}</caption>
@@ -157,7 +164,7 @@ export function Usage() {
                 <td>${label(r)}</td><td class="num">${r.requests ?? ""}</td>
                 <td class="num">${(r.prompt_tokens ?? 0).toLocaleString()}</td>
                 <td class="num">${(r.completion_tokens ?? 0).toLocaleString()}</td>
-                <td class="num">${cost(r).toFixed(4)}</td>
+                <td class="num">${usd(cost(r))}</td>
               </tr>`)}
           </tbody>
         </table>`}
@@ -172,7 +179,7 @@ function BarChart({ title, rows, label, value, format }) {
   return html`
     <figure class="chart">
       <figcaption>${title}</figcaption>
-      <svg role="img" aria-label=${`${title} by group`} viewBox="0 0 600 ${height}" width="100%">
+      <svg role="img" aria-label=${`${title} by group`} viewBox="0 0 600 ${height}" width="600" height=${height}>
         ${rows.map((r, i) => {
           const y = 4 + i * (bar + 6);
           const w = Math.max(2, (value(r) / max) * 330);
