@@ -46,7 +46,10 @@ from check import smoke  # noqa: E402
 from common import ClosedLoopResult, OpenLoopResult, median  # noqa: E402
 
 CHAT_PATH = "/v1/chat/completions"
-BUILTIN = ["upstream", "bare", "starlette", "gateway"]
+BUILTIN = ["upstream", "bare", "starlette", "gateway", "gateway-vkey"]
+# The virtual key of the gateway-vkey target: limits it never reaches, so every request
+# runs the whole check (admission and charge, one Redis script each) and is admitted.
+VKEY_LIMITS = {"rpm": 2**31 - 1, "tpm": 2**31 - 1, "max_budget_usd": 1e9, "budget_period": "daily"}
 
 
 # ---------------------------------------------------------------- model
@@ -76,6 +79,8 @@ class Target:
     port: int | None = None
     failure: str | None = None
     runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # The key its clients send, when not the bench's client key (a virtual key).
+    key: str | None = None
 
 
 def acquire_lock(path: Path, timeout: float) -> TextIO:
@@ -123,11 +128,13 @@ class Bench:
     def upstream_base(self) -> str:
         return f"http://127.0.0.1:{self.upstream_port}/v1"
 
-    def client_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key()}"}
+    def client_headers(self, target: Target | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key(target)}"}
 
-    def api_key(self) -> str:
+    def api_key(self, target: Target | None = None) -> str:
         """The key every client request carries (targets without auth ignore it)."""
+        if target is not None and target.key is not None:
+            return target.key
         return str(self.args.client_key)
 
 
@@ -184,6 +191,8 @@ def make_targets(bench: Bench) -> list[Target]:
             targets.append(Target(name, label, "gpt-4o-mini", argv, env))
     if "gateway" in only:
         targets.append(gateway_target(bench))
+    if "gateway-vkey" in only:
+        targets.append(vkey_target(bench))
     for spec in args.extra:
         name, _, command = spec.partition("=")
         if name and command and (not args.only or name in only or "extra" in only):
@@ -224,6 +233,36 @@ def gateway_target(bench: Bench) -> Target:
     )
 
 
+ADMIN_KEY = "sk-bench-admin-key"
+
+
+def vkey_target(bench: Bench) -> Target:
+    """The gateway, called with a virtual key that has rpm, tpm and a budget, on Redis."""
+    target = gateway_target(bench)
+    target.name, target.label = "gateway-vkey", "gateway, virtual key on Redis"
+    target.env = {
+        **target.env,
+        "GATEWAY_DATA_DIR": str(bench.workdir / "gateway-vkey-data"),
+        "GATEWAY_ADMIN_KEY": ADMIN_KEY,
+        "GATEWAY_REDIS_URL": bench.args.redis_url,
+        "GATEWAY_REDIS_PREFIX": f"bench-{os.getpid()}:",
+    }
+    (bench.workdir / "gateway-vkey-data").mkdir(exist_ok=True)
+    return target
+
+
+def create_virtual_key(port: int) -> str:
+    body = json.dumps({"name": "bench", **VKEY_LIMITS}).encode()
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/keys",
+        body,
+        headers={"Authorization": f"Bearer {ADMIN_KEY}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return str(json.loads(resp.read())["key"])
+
+
 def start_target(bench: Bench, target: Target) -> None:
     """Start, wait until ready, smoke-check; on any failure set target.failure."""
     if target.argv is None:
@@ -241,14 +280,16 @@ def start_target(bench: Bench, target: Target) -> None:
             target.port,
         )
         why = procs.wait_ready(
-            target.proc, bench.args.start_timeout, target.health_path, bench.client_headers()
+            target.proc, bench.args.start_timeout, target.health_path, bench.client_headers(target)
         )
         if why is not None:
             target.failure = f"failed to start ({why})"
             log(f"{target.name}: {target.failure}\n{indent(target.proc.log_tail())}")
             procs.stop(target.proc)
             return
-    why = smoke(target.port, CHAT_PATH, target.model, bench.client_headers())
+        if target.name == "gateway-vkey":
+            target.key = create_virtual_key(target.port)
+    why = smoke(target.port, CHAT_PATH, target.model, bench.client_headers(target))
     if why is not None:
         target.failure = f"failed the smoke check ({why})"
         log(f"{target.name}: {target.failure}")
@@ -276,7 +317,7 @@ def closed_loop(
     if bench.wrk:
         lua = bench.workdir / f"{target.name}-{'sse' if scenario.stream else 'json'}.lua"
         if not lua.exists():
-            loadgen.write_lua(lua, target.model, scenario.stream, bench.api_key())
+            loadgen.write_lua(lua, target.model, scenario.stream, bench.api_key(target))
         return loadgen.run_wrk(
             bench.wrk, url, lua, scenario.connections, duration, bench.args.load_cpu
         )
@@ -287,7 +328,7 @@ def closed_loop(
         scenario.connections,
         duration,
         bench.args.load_cpu,
-        bench.api_key(),
+        bench.api_key(target),
     )
 
 
@@ -322,7 +363,7 @@ def measure_open(bench: Bench, target: Target, scenario: Scenario) -> dict[str, 
         args.rate,
         duration,
         args.load_cpu,
-        bench.api_key(),
+        bench.api_key(target),
         args.realtime,
     )
     return result.to_dict()
@@ -547,6 +588,29 @@ def targets_check(targets: list[Target]) -> list[str]:
     return out
 
 
+def vkey_check(targets: list[Target]) -> list[str]:
+    """A virtual key with rpm, tpm and a budget on Redis, against issue 10's targets."""
+    by_name = {t.name: t for t in targets if not t.failure and t.runs}
+    vkey, ref, gw = by_name.get("gateway-vkey"), by_name.get("starlette"), by_name.get("gateway")
+    if vkey is None:
+        return []
+    direct = targets[0]
+    out = []
+    if ref is not None:
+        for key, label in (("json_c32", "JSON"), ("sse_c32", "SSE")):
+            mine, base = stat(vkey, key, "rps"), stat(ref, key, "rps")
+            if mine is not None and base:
+                ok = "✅" if mine / base >= 0.7 else "❌"
+                out.append(f"- {ok} {label} ≥ 0.7x starlette + aiohttp: {mine / base:.2f}x")
+    p50 = added(vkey, direct, "ol_json", "latency_p50_ms")
+    if p50 is not None:
+        out.append(f"- {'✅' if p50 <= 1 else '❌'} added p50 ≤ 1 ms: {p50:.2f}")
+        plain = added(gw, direct, "ol_json", "latency_p50_ms") if gw is not None else None
+        if plain is not None:
+            out.append(f"- the key's checks add {p50 - plain:+.2f} ms p50 to the plain gateway's")
+    return out
+
+
 def interference(targets: list[Target], threshold: float = 10.0) -> list[str]:
     """Closed-loop runs where something else took a real share of the target's core:
     their throughput is understated (CPU ms per request is not)."""
@@ -612,6 +676,14 @@ def report(bench: Bench, targets: list[Target]) -> str:
     checks = targets_check(targets)
     if checks:
         parts += ["Gateway against the targets of issue 2:", "", *checks, ""]
+    vkey = vkey_check(targets)
+    if vkey:
+        parts += [
+            "A virtual key with rpm, tpm and a budget, limits on Redis (issue 10's targets):",
+            "",
+            *vkey,
+            "",
+        ]
     busy = interference(targets)
     if busy:
         parts += ["Interference:", "", *busy, ""]
@@ -756,6 +828,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--client-key",
         default="sk-bench-client-key",
         help="Bearer key every request carries; {key} in --extra commands",
+    )
+    p.add_argument(
+        "--redis-url",
+        default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        help="Redis of the gateway-vkey target (its keys under a prefix of this run)",
     )
     p.add_argument(
         "--start-timeout", type=float, default=60, help="seconds a target may take to become ready"
