@@ -80,6 +80,27 @@ class PriceConfig(BaseModel):
     reasoning_per_mtok: float | None = Field(default=None, ge=0)
 
 
+class ModelGroupConfig(BaseModel):
+    """`[models.<name>]`: a model name served by several targets."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    targets: list[str] = Field(min_length=1)
+    strategy: Literal["fallback", "balance"] = "fallback"
+    weights: list[float] | None = None
+    failures: int = Field(default=3, ge=1, le=1000)
+    cooldown_s: float = Field(default=30.0, ge=0, le=86400)
+
+    @model_validator(mode="after")
+    def _weights_match(self) -> ModelGroupConfig:
+        if self.weights is not None:
+            if len(self.weights) != len(self.targets):
+                raise ValueError("'weights' must have one weight per target")
+            if any(w <= 0 for w in self.weights):
+                raise ValueError("'weights' must be positive")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="forbid")
 
@@ -112,6 +133,8 @@ class Settings(BaseSettings):
     # How often aggregated spend is written to the store (the most a crash can lose).
     spend_flush_seconds: float = Field(default=2.0, gt=0, le=3600)
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
+    # Model groups: a name clients use like a model, over several targets.
+    models: dict[str, ModelGroupConfig] = Field(default_factory=dict)
 
     @field_validator("api_keys", "allowed_hosts", "allowed_origins", mode="before")
     @classmethod
