@@ -14,9 +14,12 @@ with model ``agent/<name>`` (one step per turn: the fake answers without tool ca
 - throughput: 16 clients in parallel, each looping turns on its own agent, for
   ``--duration`` seconds on one gateway worker.
 
-Run: ``.venv/bin/python bench/agents.py [--turns 400] [--duration 8]``. The table goes
-to stdout, the raw numbers to ``bench/results/agents.json``, and one ``BENCH_JSON``
-line carries them for ``run.py``.
+Then the turn storm (``agent_storm.py``): 500 turns at once against a 10 s upstream on
+two processes with a pool of 5 each, and the store's read latency meanwhile.
+
+Run: ``.venv/bin/python bench/agents.py [--turns 400] [--duration 8] [--no-storm]``. The
+tables go to stdout, the raw numbers to ``bench/results/agents.json`` (the storm's
+under ``"storm"``), and one ``BENCH_JSON`` line carries them for ``run.py``.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
+import agent_storm  # noqa: E402
 import procs  # noqa: E402
 from common import RESULT_PREFIX, median, percentile  # noqa: E402
 
@@ -66,6 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="niceness of everything it runs, as in run.py (negative needs root)",
     )
     parser.add_argument("--output", type=Path, default=HERE / "results" / "agents.json")
+    parser.add_argument("--no-storm", action="store_true", help="skip the 500-turn storm")
     return parser.parse_args(argv)
 
 
@@ -259,9 +264,17 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             procs.stop(upstream)
     print(report(results))
+    output: dict[str, Any] = dict(results)
+    if not args.no_storm:
+        storm_args = agent_storm.parse_args(["--only", args.only])
+        storm_args.postgres = args.postgres
+        with tempfile.TemporaryDirectory(prefix="agw-bench-storm-") as tmp:
+            output["storm"] = agent_storm.run(storm_args, Path(tmp))
+        print()
+        print(agent_storm.report(output["storm"], storm_args))
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(RESULT_PREFIX + json.dumps(results))
+    args.output.write_text(json.dumps(output, indent=2) + "\n")
+    print(RESULT_PREFIX + json.dumps(output))
     return 0
 
 

@@ -143,6 +143,23 @@ class BudgetExceeded(GatewayError):
     code = "budget_exceeded"
 
 
+class StoreBusy(GatewayError):
+    """The agent store has no connection free in time, or refuses more: retry shortly.
+
+    Its own 503 rather than a 500, so clients and load balancers back off and retry.
+    """
+
+    status = 503
+    type = "server_error"
+    code = "store_busy"
+    RETRY_AFTER_SECONDS: ClassVar[int] = 1
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(
+            message, param=param, headers={"Retry-After": str(self.RETRY_AFTER_SECONDS)}
+        )
+
+
 class UpstreamError(GatewayError):
     """Anything that went wrong talking to a provider."""
 
@@ -227,3 +244,17 @@ def from_upstream(
             return UpstreamBadRequest(detail, code="context_length_exceeded", param=param)
         return UpstreamBadRequest(detail, code=code or "upstream_bad_request", param=param)
     return UpstreamUnavailable(detail)
+
+
+def from_stream_error(provider: str, error: object) -> GatewayError:
+    """An `error` event inside an upstream's stream, keeping the upstream's code.
+
+    The HTTP status was 200 by then, so the class says only that the upstream failed;
+    the code is the upstream's own (OpenAI-style `code`, else its `type`).
+    """
+    message = error.get("message") if isinstance(error, dict) else error
+    code = (error.get("code") or error.get("type")) if isinstance(error, dict) else None
+    detail = (
+        f"{provider} failed mid-stream: {message}" if message else f"{provider} failed mid-stream"
+    )
+    return UpstreamUnavailable(detail, code=str(code) if code else None)

@@ -45,7 +45,7 @@ class Services:
         # Tools of the configured `[[mcp_servers]]`; connections open on first use.
         self.mcp_tools = McpToolbox(settings.mcp_servers)
         # The agent store connects and migrates in start(); creating it opens nothing.
-        self.store = AgentStore(settings.resolved_database_url)
+        self.store = AgentStore(settings.resolved_database_url, settings.database_pool_size)
         # Stored `/v1/responses` replies share the agent store's database and pool.
         self.responses = ResponseStore(self.store)
         # Agents get the tools of their `mcp_servers` from the MCP toolbox.

@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     data_dir: Path = Path("data")
     database_url: str | None = None
+    # Connections per process to the agent store; PostgreSQL adds one for turn locks.
+    database_pool_size: int = Field(default=10, ge=1, le=1000)
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     default_model: str | None = None
     log_level: str = "INFO"

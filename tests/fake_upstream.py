@@ -202,6 +202,12 @@ class Reply:
         return _DelayReply(seconds, then)
 
     @staticmethod
+    def hold(gate: Future[None], then: Reply) -> Reply:
+        """Answer with ``then`` once ``gate`` is done (set it from any thread): a model
+        that takes as long as the test wants."""
+        return _HoldReply(gate, then)
+
+    @staticmethod
     def drop() -> Reply:
         """Close the connection without sending any response."""
         return _DropReply()
@@ -224,6 +230,16 @@ class _DelayReply(Reply):
 
     async def respond(self, request: Req, record: RequestRecord) -> Resp:
         await asyncio.sleep(self.seconds)
+        return await self.then.respond(request, record)
+
+
+@dataclass
+class _HoldReply(Reply):
+    gate: Future[None]
+    then: Reply
+
+    async def respond(self, request: Req, record: RequestRecord) -> Resp:
+        await asyncio.wrap_future(self.gate)
         return await self.then.respond(request, record)
 
 

@@ -1,7 +1,11 @@
 """The store's database engine: plain URLs to async drivers, SQLite set-up, migrations.
 
 Users write `sqlite:///data/gateway.db` or `postgresql://user@host/db`; the gateway
-picks aiosqlite or asyncpg. SQLite runs in WAL mode with a busy timeout. Reads
+picks aiosqlite or asyncpg. SQLite runs in WAL mode with a busy timeout. The pool
+holds `GATEWAY_DATABASE_POOL_SIZE` connections and no more; every use of one is short
+(no agent turn keeps one while it waits on a model), and a request that finds none
+free within `POOL_TIMEOUT` seconds, or a server that refuses more, is `StoreBusy`
+(`busy.py`). Reads
 (`reader(engine)`) run outside transactions on both databases. Writes
 (`writer(engine)`) begin, on SQLite, with `BEGIN IMMEDIATE`: a transaction that reads
 and then writes would otherwise fail at once (SQLITE_BUSY, busy timeout ignored)
@@ -29,10 +33,12 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # Execution option marking a write transaction (see `writer`).
 WRITE_OPTION = "gateway_write"
-# Each running turn holds one connection (its cross-process lock lives on it), so the
-# pool must cover the turns a worker runs at once plus the short REST reads.
-POOL_SIZE = 20
-MAX_OVERFLOW = 60
+# How long a request waits for a free connection before it is answered 503: long
+# enough to ride out a burst of turns starting at once, short of a client's patience.
+POOL_TIMEOUT = 5.0
+# How long a running turn waits for its next transaction (`locking.TurnSlots`): a turn
+# in progress is worth more patience than a new request.
+TURN_SLOT_TIMEOUT = 30.0
 
 _DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -80,18 +86,20 @@ def sqlite_path(url: URL) -> Path | None:
     return Path(url.database).resolve()
 
 
-def create_engine(url: URL) -> AsyncEngine:
+def create_engine(url: URL, pool_size: int) -> AsyncEngine:
+    # No overflow: the pool size is the promise made to the server's connection limit.
+    pool = {"pool_size": pool_size, "max_overflow": 0, "pool_timeout": POOL_TIMEOUT}
     if url.get_backend_name() == "sqlite":
         path = sqlite_path(url)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW)
+        engine = create_async_engine(url, **pool)
         _configure_sqlite(engine)
         return engine
     # No pre-ping: it costs three round trips a checkout. After a server restart the
     # first statement fails, SQLAlchemy recycles the whole pool, and that request's
     # error goes to its client (a failed turn resumes when its input is sent again).
-    return create_async_engine(url, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW)
+    return create_async_engine(url, **pool)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

@@ -1,13 +1,17 @@
 """Serializing the turns of one agent conversation: the one place where dialects differ.
 
-Two layers. In one process, an asyncio lock per (agent, conversation) queues turns
-without touching the database, so a waiting turn holds no connection. Across
-processes, the turn then takes a lock that lives as long as the turn's connection
-or file descriptor, so a crashed process never leaves a conversation locked:
+Two layers, neither of which keeps a pooled connection for a turn's length (a turn
+waits on models for seconds or minutes; the pool serves everyone else meanwhile).
+In one process, an asyncio lock per (agent, conversation) queues turns. Across
+processes, the turn then holds a lock that dies with its process, so a crashed
+process never leaves a conversation locked:
 
-- PostgreSQL: a session-level `pg_advisory_lock` on the connection the turn holds
-  (and writes through) for its whole length; a transaction-scoped lock would need one
-  transaction spanning the turn, while each step must commit as it happens.
+- PostgreSQL: a session-level advisory lock, on one connection per process
+  (`AdvisoryLocks`) that holds the locks of all the process's running turns. It only
+  ever tries (`pg_try_advisory_lock`) and polls, so one connection serves every
+  waiter. If that connection drops, the server frees its locks: the turns that held
+  them fail at their next write (`Lease.valid`), and a retry resumes them. TCP
+  keepalives make the server notice a vanished host within about a minute.
 - SQLite: an exclusive byte-range lock (`fcntl.lockf`) at an offset derived from the
   key, in a `<database>.turn-locks` file beside the database; every gateway process
   on that file sees it, and the kernel drops it if the process dies.
@@ -25,6 +29,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import logging
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -32,12 +37,28 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from gateway import errors
+from gateway.agents.busy import store_errors
+
+log = logging.getLogger("gateway.agents")
 
 # An arbitrary constant: "agent-gateway migrations" as the advisory lock's key.
 _MIGRATION_KEY = 0x6167_6D69_6772_6174
 # Offsets stay below 2**62 so they fit a signed off_t with room for the 1-byte range.
 _OFFSET_MASK = (1 << 62) - 1
+_TRY_LOCK = "SELECT pg_try_advisory_lock($1)"
+_UNLOCK = "SELECT pg_advisory_unlock($1)"
+# The server drops a vanished client's session (and its locks) after about a minute
+# of silence instead of the kernel's two hours.
+_KEEPALIVE = {
+    "tcp_keepalives_idle": "30",
+    "tcp_keepalives_interval": "10",
+    "tcp_keepalives_count": "3",
+}
 
 
 def lock_key(agent_id: str, conversation: str) -> int:
@@ -74,24 +95,76 @@ class WriteGate:
             self._lock.release()
 
 
+class TurnSlots:
+    """At most `pool_size - 1` turn transactions at once in this process.
+
+    A burst of turns (hundreds arriving together) then never takes the last pooled
+    connection: reads and REST writes always find one. And the turns waiting here are
+    not runnable tasks, so they do not slow the event loop for everyone else either.
+    A turn that waits `timeout` seconds without a slot gets `StoreBusy`.
+    """
+
+    def __init__(self, pool_size: int, timeout: float) -> None:
+        self._slots = asyncio.Semaphore(max(1, pool_size - 1))
+        self._timeout = timeout
+
+    async def __aenter__(self) -> None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise errors.StoreBusy(
+                "the agent store is busy: too many agent turns are writing; retry shortly"
+            ) from None
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._slots.release()
+
+
 @dataclass
 class _Local:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     users: int = 0
 
 
+@dataclass
+class Lease:
+    """A held cross-process lock; `valid()` is false once the lock may be someone else's."""
+
+    locks: AdvisoryLocks | None = None
+    generation: int = 0
+
+    def valid(self) -> bool:
+        return self.locks is None or self.locks.holds(self.generation)
+
+
 class TurnLocks:
-    def __init__(self, dialect: str, sqlite_file: Path | None = None) -> None:
-        self._dialect = dialect
+    def __init__(self, url: URL, sqlite_file: Path | None = None) -> None:
+        self._dialect = url.get_backend_name()
         self._local: dict[int, _Local] = {}
         self._file = (
             sqlite_file.with_name(sqlite_file.name + ".turn-locks") if sqlite_file else None
         )
         self._fd: int | None = None
+        self._advisory = AdvisoryLocks(url) if self._dialect == "postgresql" else None
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: int) -> AsyncIterator[Lease]:
+        """Hold `key` against this process's other turns, then against other processes."""
+        async with self.local(key):
+            if self._advisory is not None:
+                lease = await self._advisory.acquire(key)
+                try:
+                    yield lease
+                finally:
+                    await self._advisory.release(key, lease)
+            else:
+                async with self._file_lock(key):
+                    yield Lease()
 
     @contextlib.asynccontextmanager
     async def local(self, key: int) -> AsyncIterator[None]:
-        """Queue behind this process's other turns of the key; no connection is held."""
+        """Queue behind this process's other turns of the key."""
         entry = self._local.setdefault(key, _Local())
         entry.users += 1
         try:
@@ -102,20 +175,12 @@ class TurnLocks:
             if entry.users == 0:
                 del self._local[key]
 
-    @contextlib.asynccontextmanager
-    async def cross_process(self, conn: AsyncConnection, key: int) -> AsyncIterator[None]:
-        """Hold the key against other processes; `conn` is the connection the turn holds."""
-        if self._dialect == "postgresql":
-            async with _advisory_lock(conn, key):
-                yield
-        else:
-            async with self._file_lock(key):
-                yield
-
-    def close(self) -> None:
+    async def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        if self._advisory is not None:
+            await self._advisory.close()
 
     @contextlib.asynccontextmanager
     async def _file_lock(self, key: int) -> AsyncIterator[None]:
@@ -144,28 +209,105 @@ class TurnLocks:
             fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset)
 
 
-@contextlib.asynccontextmanager
-async def _advisory_lock(conn: AsyncConnection, key: int) -> AsyncIterator[None]:
-    # Straight on the driver's connection, outside any transaction: one round trip
-    # each way instead of BEGIN, SELECT, COMMIT. Nothing else uses `conn` meanwhile.
-    raw = await conn.get_raw_connection()
-    driver: Any = raw.driver_connection
-    try:
-        await driver.execute("SELECT pg_advisory_lock($1)", key)
-    except BaseException:
-        # Cancelled while waiting, the server may still grant the lock later: closing
-        # the connection is the only way to be sure it is released.
-        await conn.invalidate()
-        raise
-    try:
-        yield
-    finally:
+class AdvisoryLocks:
+    """This process's turn locks on PostgreSQL, all on one connection of their own.
+
+    Session-level advisory locks count per session: the in-process lock (`TurnLocks.
+    local`) makes sure one turn at a time per key asks, so the count stays at one.
+    Each statement is shielded from cancellation, and a lock granted to a caller that
+    was cancelled meanwhile is given back, so a lock is never kept by nobody.
+    """
+
+    def __init__(self, url: URL) -> None:
+        self._engine = create_async_engine(
+            url, poolclass=NullPool, connect_args={"server_settings": _KEEPALIVE}
+        )
+        self._conn: AsyncConnection | None = None
+        self._driver: Any = None
+        # Bumped at each new connection: leases of an earlier one hold nothing.
+        self._generation = 0
+        # asyncpg runs one statement at a time per connection.
+        self._io = asyncio.Lock()
+        self._undo: set[asyncio.Task[Any]] = set()
+
+    def holds(self, generation: int) -> bool:
+        """Whether locks taken on connection `generation` are still held."""
+        return (
+            generation == self._generation
+            and self._driver is not None
+            and not self._driver.is_closed()
+        )
+
+    async def acquire(self, key: int) -> Lease:
+        delay = 0.002
+        while True:
+            granted, generation = await self._shielded(_TRY_LOCK, key)
+            if granted:
+                return Lease(self, generation)
+            # Another process runs a turn of this conversation; poll until it is done.
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    async def release(self, key: int, lease: Lease) -> None:
+        if not lease.valid():
+            return  # its connection is gone, and the lock with it
         try:
-            await conn.rollback()
-            await driver.execute("SELECT pg_advisory_unlock($1)", key)
-        except BaseException as exc:
-            # Closing the connection releases the lock as well; a pooled connection
-            # must never keep it. The turn's own error, if any, is the one to report.
-            await conn.invalidate()
-            if not isinstance(exc, Exception):
+            await self._shielded(_UNLOCK, key, lease.generation)
+        except Exception:
+            # The connection failed: the server drops the lock with the session.
+            log.warning("could not release a turn lock; dropping the lock connection")
+            await self._reset()
+
+    async def close(self) -> None:
+        if self._undo:
+            await asyncio.wait(set(self._undo), timeout=5)
+        await self._reset()
+        await self._engine.dispose()
+
+    async def _shielded(
+        self, statement: str, key: int, generation: int | None = None
+    ) -> tuple[bool, int]:
+        task = asyncio.ensure_future(self._run(statement, key, generation))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if statement == _TRY_LOCK:
+                task.add_done_callback(lambda done: self._give_back(done, key))
+            raise
+
+    def _give_back(self, task: asyncio.Task[tuple[bool, int]], key: int) -> None:
+        if task.cancelled() or task.exception() is not None or not task.result()[0]:
+            return
+        undo = asyncio.ensure_future(self._shielded(_UNLOCK, key, task.result()[1]))
+        self._undo.add(undo)
+        undo.add_done_callback(self._undo.discard)
+
+    async def _run(self, statement: str, key: int, generation: int | None) -> tuple[bool, int]:
+        async with self._io:
+            if generation is not None and not self.holds(generation):
+                return False, generation  # an unlock for a connection that is gone
+            driver = await self._connect()
+            try:
+                result = await driver.fetchval(statement, key)
+            except Exception:
+                await self._reset()
                 raise
+            return bool(result), self._generation
+
+    async def _connect(self) -> Any:
+        if self._driver is not None and not self._driver.is_closed():
+            return self._driver
+        await self._reset()
+        async with store_errors():
+            conn = await self._engine.connect()
+        raw = await conn.get_raw_connection()
+        self._conn, self._driver = conn, raw.driver_connection
+        self._generation += 1
+        return self._driver
+
+    async def _reset(self) -> None:
+        conn, self._conn, self._driver = self._conn, None, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+                await conn.close()

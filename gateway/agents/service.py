@@ -234,7 +234,7 @@ class AgentService:
         inputs = user_inputs(message)
         convo = check_conversation(conversation)
         key = check_idempotency_key(key)
-        agent = await self.store.get_agent(ref, blocks=False)
+        agent = await self.store.agent_for_turn(ref)
         digest = _input_hash(convo, inputs)
         return self._spawn(self._turn(agent, convo, inputs, digest, key, options))
 
@@ -248,6 +248,8 @@ class AgentService:
         options: TurnOptions,
     ) -> TurnResult:
         async with self.store.turn(agent.id, conversation) as session:
+            # A turn that queued behind another runs with the settings as they are now.
+            agent = await self.store.agent_for_turn(agent.id)
             result = await self.loop.run(session, agent, inputs, digest, key, options)
         if self.on_turn is not None and not result.replayed:
             self.on_turn(agent, result)

@@ -1,8 +1,9 @@
 """The agent store: one interface over SQLite and PostgreSQL (SQLAlchemy async Core).
 
 Agents and their memory blocks, paginated history, and `turn()`, which hands a turn
-its own connection under the conversation's lock (`locking.py`). The writes of a
-running turn live in `turns.py`.
+a session under the conversation's lock (`locking.py`). The writes of a running turn
+live in `turns.py`. Every method borrows a pooled connection for one statement or
+one transaction, never longer; a saturated pool is `StoreBusy` (`busy.py`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from gateway import errors
 from gateway.agents import engine as engine_mod
 from gateway.agents import queries as q
 from gateway.agents import tables as t
-from gateway.agents.locking import TurnLocks, WriteGate, lock_key
+from gateway.agents.busy import store_errors
+from gateway.agents.locking import TurnLocks, TurnSlots, WriteGate, lock_key
 from gateway.agents.schemas import AgentRecord, Block, StoredMessage
 from gateway.agents.turns import TurnSession, message_from_row
 
@@ -34,14 +36,15 @@ class StoreUnavailable(RuntimeError):
 
 
 class AgentStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, pool_size: int = 10) -> None:
         self.url = engine_mod.async_url(url)
-        self.engine = engine_mod.create_engine(self.url)
+        self.engine = engine_mod.create_engine(self.url, pool_size)
         self.writer = engine_mod.writer(self.engine)
         self.reader = engine_mod.reader(self.engine)
         self.dialect = self.url.get_backend_name()
-        self.locks = TurnLocks(self.dialect, engine_mod.sqlite_path(self.url))
+        self.locks = TurnLocks(self.url, engine_mod.sqlite_path(self.url))
         self.gate = WriteGate(self.dialect)
+        self.turn_slots = TurnSlots(pool_size, engine_mod.TURN_SLOT_TIMEOUT)
 
     async def open(self) -> None:
         """Apply pending migrations (the store is usable after this)."""
@@ -55,12 +58,22 @@ class AgentStore:
         log.info("agent store %s at schema revision %s", self.dialect, revision)
 
     async def close(self) -> None:
+        await self.locks.close()
         await self.engine.dispose()
-        self.locks.close()
 
     async def ping(self) -> None:
-        async with self.reader.connect() as conn:
+        async with self._read() as conn:
             await conn.execute(text("SELECT 1"))
+
+    @contextlib.asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        async with store_errors(), self.reader.connect() as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        async with store_errors(), self.gate, self.writer.begin() as conn:
+            yield conn
 
     # -- agents --------------------------------------------------------------------
 
@@ -68,7 +81,7 @@ class AgentStore:
         now = time.time()
         row = {**values, "id": f"agent-{uuid.uuid4().hex}", "created_at": now, "updated_at": now}
         try:
-            async with self.gate, self.writer.begin() as conn:
+            async with self._write() as conn:
                 await conn.execute(insert(t.agents).values(row))
                 await _insert_blocks(conn, row["id"], blocks)
         except IntegrityError:
@@ -76,29 +89,30 @@ class AgentStore:
         return await self.get_agent(row["id"])
 
     async def list_agents(self) -> list[AgentRecord]:
-        async with self.reader.connect() as conn:
+        async with self._read() as conn:
             rows = (await conn.execute(select(t.agents).order_by(t.agents.c.created_at))).all()
             blocks = await _blocks_of(conn, None)
         return [_agent(r._mapping, blocks.get(r.id, ())) for r in rows]
 
     async def get_agent(self, ref: str, *, blocks: bool = True) -> AgentRecord:
-        """By id or by name (an id wins if one agent's name is another's id).
+        """By id or by name (an id wins if one agent's name is another's id)."""
+        async with self._read() as conn:
+            return await _get_agent(conn, ref, blocks)
 
-        `blocks=False` skips the memory blocks (a turn reads them under its lock).
+    async def agent_for_turn(self, ref: str) -> AgentRecord:
+        """The agent's settings for a turn; its memory the turn reads in its own transaction.
+
+        Queued with the turns' transactions (`TurnSlots`): a burst of turns then never
+        holds up other readers.
         """
-        async with self.reader.connect() as conn:
-            rows = (await conn.execute(q.AGENT, {"ref": ref})).all()
-            if not rows:
-                raise errors.AgentNotFound(f"agent '{ref}' does not exist", param="agent")
-            row = next((r for r in rows if r.id == ref), rows[0])
-            found = await _blocks_of(conn, row.id) if blocks else {}
-        return _agent(row._mapping, found.get(row.id, ()))
+        async with self.turn_slots, self._read() as conn:
+            return await _get_agent(conn, ref, False)
 
     async def update_agent(
         self, agent_id: str, values: Mapping[str, Any], blocks: Sequence[Block] | None
     ) -> AgentRecord:
         try:
-            async with self.gate, self.writer.begin() as conn:
+            async with self._write() as conn:
                 result = await conn.execute(
                     update(t.agents)
                     .where(t.agents.c.id == agent_id)
@@ -116,7 +130,7 @@ class AgentStore:
         return await self.get_agent(agent_id)
 
     async def delete_agent(self, agent_id: str) -> None:
-        async with self.gate, self.writer.begin() as conn:
+        async with self._write() as conn:
             await conn.execute(delete(t.agents).where(t.agents.c.id == agent_id))
 
     # -- history -------------------------------------------------------------------
@@ -172,7 +186,7 @@ class AgentStore:
             if before is not None:
                 query = query.where(m.c.id < before)
             query = query.order_by(m.c.id.desc())
-        async with self.reader.connect() as conn:
+        async with self._read() as conn:
             rows = (await conn.execute(query)).all()
         more = len(rows) > limit
         page = [message_from_row(r, conversation) for r in rows[:limit]]
@@ -186,16 +200,25 @@ class AgentStore:
     async def turn(self, agent_id: str, conversation: str) -> AsyncIterator[TurnSession]:
         """A session for one turn, holding the conversation's lock until it ends.
 
-        Turns queue in-process before taking a connection, so waiting costs none.
+        Neither waiting for the lock nor holding it takes a pooled connection: the
+        session borrows one per transaction.
         """
-        key = lock_key(agent_id, conversation)
-        async with self.locks.local(key), self.writer.connect() as conn:
-            async with self.locks.cross_process(conn, key):
-                yield TurnSession(conn, self.gate, agent_id, conversation)
+        async with self.locks.hold(lock_key(agent_id, conversation)) as lease:
+            gates = (self.turn_slots, self.gate)
+            yield TurnSession(self.writer, gates, lease, agent_id, conversation)
 
 
 def _exists(name: str) -> errors.AgentExists:
     return errors.AgentExists(f"an agent named '{name}' already exists", param="name")
+
+
+async def _get_agent(conn: AsyncConnection, ref: str, blocks: bool) -> AgentRecord:
+    rows = (await conn.execute(q.AGENT, {"ref": ref})).all()
+    if not rows:
+        raise errors.AgentNotFound(f"agent '{ref}' does not exist", param="agent")
+    row = next((r for r in rows if r.id == ref), rows[0])
+    found = await _blocks_of(conn, row.id) if blocks else {}
+    return _agent(row._mapping, found.get(row.id, ()))
 
 
 async def _insert_blocks(conn: AsyncConnection, agent_id: str, blocks: Sequence[Block]) -> None:

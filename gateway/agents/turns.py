@@ -1,4 +1,9 @@
-"""The writes of one running turn, on the connection that holds its conversation's lock.
+"""The writes of one running turn, made while it holds its conversation's lock.
+
+Each transaction borrows a pooled connection and gives it back at commit, so a turn
+holds none while it waits on a model. A turn whose lock was lost meanwhile (its lock
+connection dropped, `locking.Lease`) writes nothing more: `StoreBusy`, and the same
+input sent again resumes it.
 
 A turn starts in one transaction (conversation, replay or resume decision, the user's
 input, memory and history) and then commits one transaction per step (the assistant
@@ -18,12 +23,13 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway import errors
 from gateway.agents import queries as q
 from gateway.agents import tables as t
-from gateway.agents.locking import WriteGate
+from gateway.agents.busy import store_errors
+from gateway.agents.locking import Lease, TurnSlots, WriteGate
 from gateway.agents.schemas import Block, StoredMessage, Usage
 
 
@@ -52,10 +58,18 @@ class TurnStart:
 
 class TurnSession:
     def __init__(
-        self, conn: AsyncConnection, gate: WriteGate, agent_id: str, conversation: str
+        self,
+        writer: AsyncEngine,
+        gates: tuple[TurnSlots, WriteGate],
+        lease: Lease,
+        agent_id: str,
+        conversation: str,
     ) -> None:
-        self.conn = conn
-        self.gate = gate
+        self.writer = writer
+        # Passed in order before each transaction (`locking.TurnSlots`, `WriteGate`).
+        self.slots, self.gate = gates
+        self.lease = lease
+        self._conn: AsyncConnection | None = None
         self.agent_id = agent_id
         self.conversation = conversation
         self.conversation_id = 0
@@ -64,11 +78,26 @@ class TurnSession:
         # (id, input hash) of the conversation's newest turn, if it did not finish.
         self._unfinished: tuple[str, str] | None = None
 
+    @property
+    def conn(self) -> AsyncConnection:
+        """The connection of the transaction in progress (`_tx`)."""
+        assert self._conn is not None, "the turn's statements run inside _tx()"
+        return self._conn
+
     @contextlib.asynccontextmanager
     async def _tx(self) -> AsyncIterator[None]:
-        """A write transaction on the turn's connection."""
-        async with self.gate, self.conn.begin():
-            yield
+        """A write transaction on a connection borrowed for its length."""
+        if not self.lease.valid():
+            raise errors.StoreBusy(
+                "the conversation's lock was lost (the store connection dropped); "
+                "send the same input again to resume the turn"
+            )
+        async with self.slots, store_errors(), self.gate, self.writer.begin() as conn:
+            self._conn = conn
+            try:
+                yield
+            finally:
+                self._conn = None
 
     async def start(
         self, inputs: Sequence[StoredMessage], input_hash: str, key: str | None
