@@ -62,16 +62,18 @@ class AgentStore:
         await self.engine.dispose()
 
     async def ping(self) -> None:
-        async with self._read() as conn:
+        async with self.read() as conn:
             await conn.execute(text("SELECT 1"))
 
     @contextlib.asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection for reads (no transaction); `StoreBusy` if none comes free."""
         async with store_errors(), self.reader.connect() as conn:
             yield conn
 
     @contextlib.asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction on a pooled connection; `StoreBusy` if none comes free."""
         async with store_errors(), self.gate, self.writer.begin() as conn:
             yield conn
 
@@ -81,7 +83,7 @@ class AgentStore:
         now = time.time()
         row = {**values, "id": f"agent-{uuid.uuid4().hex}", "created_at": now, "updated_at": now}
         try:
-            async with self._write() as conn:
+            async with self.write() as conn:
                 await conn.execute(insert(t.agents).values(row))
                 await _insert_blocks(conn, row["id"], blocks)
         except IntegrityError:
@@ -89,14 +91,14 @@ class AgentStore:
         return await self.get_agent(row["id"])
 
     async def list_agents(self) -> list[AgentRecord]:
-        async with self._read() as conn:
+        async with self.read() as conn:
             rows = (await conn.execute(select(t.agents).order_by(t.agents.c.created_at))).all()
             blocks = await _blocks_of(conn, None)
         return [_agent(r._mapping, blocks.get(r.id, ())) for r in rows]
 
     async def get_agent(self, ref: str, *, blocks: bool = True) -> AgentRecord:
         """By id or by name (an id wins if one agent's name is another's id)."""
-        async with self._read() as conn:
+        async with self.read() as conn:
             return await _get_agent(conn, ref, blocks)
 
     async def agent_for_turn(self, ref: str) -> AgentRecord:
@@ -105,14 +107,14 @@ class AgentStore:
         Queued with the turns' transactions (`TurnSlots`): a burst of turns then never
         holds up other readers.
         """
-        async with self.turn_slots, self._read() as conn:
+        async with self.turn_slots, self.read() as conn:
             return await _get_agent(conn, ref, False)
 
     async def update_agent(
         self, agent_id: str, values: Mapping[str, Any], blocks: Sequence[Block] | None
     ) -> AgentRecord:
         try:
-            async with self._write() as conn:
+            async with self.write() as conn:
                 result = await conn.execute(
                     update(t.agents)
                     .where(t.agents.c.id == agent_id)
@@ -130,7 +132,7 @@ class AgentStore:
         return await self.get_agent(agent_id)
 
     async def delete_agent(self, agent_id: str) -> None:
-        async with self._write() as conn:
+        async with self.write() as conn:
             await conn.execute(delete(t.agents).where(t.agents.c.id == agent_id))
 
     # -- history -------------------------------------------------------------------
@@ -186,7 +188,7 @@ class AgentStore:
             if before is not None:
                 query = query.where(m.c.id < before)
             query = query.order_by(m.c.id.desc())
-        async with self._read() as conn:
+        async with self.read() as conn:
             rows = (await conn.execute(query)).all()
         more = len(rows) > limit
         page = [message_from_row(r, conversation) for r in rows[:limit]]

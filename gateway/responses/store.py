@@ -47,14 +47,14 @@ class ResponseStore:
             "response": record.response,
             "created_at": time.time(),
         }
-        async with self._store.gate, self._store.writer.begin() as conn:
+        async with self._store.write() as conn:
             await conn.execute(insert(t.responses).values(row))
 
     async def get(
         self, response_id: str, key_id: str | None, *, param: str | None = None
     ) -> StoredResponse:
         """The response, if it exists and the caller's key may see it; else 404."""
-        async with self._store.reader.connect() as conn:
+        async with self._store.read() as conn:
             row = (
                 await conn.execute(select(t.responses).where(t.responses.c.id == response_id))
             ).first()
@@ -72,7 +72,7 @@ class ResponseStore:
 
     async def delete(self, response_id: str, key_id: str | None) -> None:
         await self.get(response_id, key_id)
-        async with self._store.gate, self._store.writer.begin() as conn:
+        async with self._store.write() as conn:
             await conn.execute(delete(t.responses).where(t.responses.c.id == response_id))
 
 

@@ -193,21 +193,21 @@ class KeyStore:
             "created_at": time.time(),
         }
         try:
-            async with self.store.gate, self.store.writer.begin() as conn:
+            async with self.store.write() as conn:
                 await conn.execute(insert(t.api_keys).values(row))
         except IntegrityError:
             raise _exists(values["name"]) from None
         return await self.get(row["id"]), secret
 
     async def list(self) -> list[KeyRecord]:
-        async with self.store.reader.connect() as conn:
+        async with self.store.read() as conn:
             rows = (await conn.execute(select(t.api_keys).order_by(t.api_keys.c.created_at))).all()
         return [_record(r) for r in rows]
 
     async def get(self, ref: str) -> KeyRecord:
         """By id or by name."""
         k = t.api_keys
-        async with self.store.reader.connect() as conn:
+        async with self.store.read() as conn:
             rows = (await conn.execute(select(k).where((k.c.id == ref) | (k.c.name == ref)))).all()
         if not rows:
             raise errors.NotFound(f"key '{ref}' does not exist", code="not_found", param="id")
@@ -215,7 +215,7 @@ class KeyStore:
 
     async def by_hash(self, key_hash: str) -> KeyRecord | None:
         k = t.api_keys
-        async with self.store.reader.connect() as conn:
+        async with self.store.read() as conn:
             row = (await conn.execute(select(k).where(k.c.key_hash == key_hash))).first()
         return _record(row) if row is not None else None
 
@@ -224,7 +224,7 @@ class KeyStore:
         key = await self.get(ref)
         if values:
             try:
-                async with self.store.gate, self.store.writer.begin() as conn:
+                async with self.store.write() as conn:
                     await conn.execute(
                         update(t.api_keys).where(t.api_keys.c.id == key.id).values(values)
                     )
@@ -235,7 +235,7 @@ class KeyStore:
     async def revoke(self, ref: str) -> KeyRecord:
         key = await self.get(ref)
         if key.revoked_at is None:
-            async with self.store.gate, self.store.writer.begin() as conn:
+            async with self.store.write() as conn:
                 await conn.execute(
                     update(t.api_keys)
                     .where(t.api_keys.c.id == key.id)

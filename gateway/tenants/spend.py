@@ -132,7 +132,7 @@ class SpendLedger:
                 )
             },
         )
-        async with self.store.gate, self.store.writer.begin() as conn:
+        async with self.store.write() as conn:
             await conn.execute(stmt, rows)
 
     def pending_spend(self, key_id: str, first_day: str | None) -> float:
@@ -148,7 +148,7 @@ class SpendLedger:
         query = select(func.coalesce(func.sum(u.c.cost_usd), 0.0)).where(u.c.key_id == key_id)
         if first_day is not None:
             query = query.where(u.c.day >= first_day)
-        async with self.store.reader.connect() as conn:
+        async with self.store.read() as conn:
             stored = (await conn.execute(query)).scalar_one()
         return float(stored) + self.pending_spend(key_id, first_day)
 
@@ -174,7 +174,7 @@ class SpendLedger:
         )
         if key_id is not None:
             query = query.where(u.c.key_id == key_id)
-        async with self.store.reader.connect() as conn:
+        async with self.store.read() as conn:
             rows = (await conn.execute(query)).all()
         return [_row(group_by, r) for r in rows]
 
