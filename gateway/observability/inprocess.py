@@ -43,6 +43,9 @@ class GaugeValue(CounterValue):
     def dec(self, amount: float = 1.0) -> None:
         self.value -= amount
 
+    def set(self, value: float) -> None:
+        self.value = value
+
 
 class HistogramValue:
     __slots__ = ("_bounds", "counts", "sum")

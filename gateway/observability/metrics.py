@@ -65,11 +65,25 @@ def _shared_gauge(name: str, doc: str, labels: tuple[str, ...], **kw: Any) -> Ga
     return Gauge(name, doc, labels, multiprocess_mode="livesum", **kw)
 
 
+def _max_gauge(name: str, doc: str, labels: tuple[str, ...], **kw: Any) -> Gauge:
+    # A value every worker computes alike (a budget left, a cooldown): the largest one.
+    return Gauge(name, doc, labels, multiprocess_mode="max", **kw)
+
+
 _SHARED: dict[str, Callable[..., Any]] = {
     "counter": Counter,
     "gauge": _shared_gauge,
+    "gauge_max": _max_gauge,
     "histogram": Histogram,
 }
+# The OpenTelemetry GenAI semantic conventions' recommended bucket boundaries.
+GENAI_TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
+GENAI_DURATION_BUCKETS = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)  # fmt: skip
+GENAI_TTFT_BUCKETS = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)  # fmt: skip
 
 
 class _HttpSeries:
@@ -82,7 +96,10 @@ class _HttpSeries:
 
 
 class _LLMSeries:
-    __slots__ = ("_m", "_outcomes", "completion", "duration", "labels", "prompt", "retries", "ttft")
+    __slots__ = (
+        "_errors", "_m", "_outcomes", "completion", "duration", "genai_duration", "genai_input",
+        "genai_output", "genai_ttft", "labels", "prompt", "retries", "ttft",
+    )  # fmt: skip
 
     def __init__(self, m: Metrics, provider: str, model: str) -> None:
         self._m = m
@@ -93,6 +110,22 @@ class _LLMSeries:
         self.completion = m.llm_tokens.labels(provider, model, "completion")
         self.retries = m.llm_retries.labels(provider, model)
         self._outcomes: dict[str, Any] = {}
+        genai = ("chat", provider, model)
+        self.genai_input = m.genai_tokens.labels(*genai, "input")
+        self.genai_output = m.genai_tokens.labels(*genai, "output")
+        self.genai_duration = m.genai_duration.labels(*genai, "")
+        self.genai_ttft = m.genai_ttft.labels(*genai)
+        self._errors: dict[str, Any] = {}
+
+    def genai_failed(self, outcome: str) -> Any:
+        """The operation-duration child for a failure (`error_type` is our error code)."""
+        child = self._errors.get(outcome)
+        if child is None:
+            label = outcome if outcome in self._outcomes else OTHER
+            child = self._errors[outcome] = self._m.genai_duration.labels(
+                "chat", *self.labels, label
+            )
+        return child
 
     def requests(self, outcome: str) -> Any:
         child = self._outcomes.get(outcome)
@@ -137,6 +170,7 @@ class Metrics:
             if self.multiprocess_dir is not None:
                 # Samples go to this worker's files, which `exposition` sums.
                 return _SHARED[kind](name, doc, labels, registry=self.registry, **kw)
+            kind = "gauge" if kind == "gauge_max" else kind
             family = Family(kind, name, doc, labels, kw.get("buckets", ()))
             families.append(family)
             return family
@@ -246,6 +280,49 @@ class Metrics:
         self.redis_unavailable = (
             redis_down.labels() if isinstance(redis_down, Family) else redis_down
         )
+        self.key_budget_left = metric(
+            "gauge_max",
+            "gateway_key_budget_remaining_usd",
+            "What a key with a budget may still spend in its current period, in USD.",
+            ("key",),
+        )
+        # Model groups (`[models.<name>]`): bounded by the configuration.
+        self.fallbacks = metric(
+            "counter",
+            "gateway_llm_fallbacks_total",
+            "Requests of a model group sent on to its next target after a retryable failure.",
+            ("group", "from_target", "to_target"),
+        )
+        self.target_cooldown = metric(
+            "gauge_max",
+            "gateway_target_cooldown",
+            "1 while a model group's target rests after failures in a row, else 0.",
+            ("group", "target"),
+        )
+        # The OpenTelemetry GenAI semantic conventions, beside our own, so dashboards
+        # built for other AI gateways work too (attribute dots become underscores).
+        genai = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model")
+        self.genai_tokens = metric(
+            "histogram",
+            "gen_ai_client_token_usage",
+            "Tokens used per operation, by gen_ai_token_type (input or output).",
+            (*genai, "gen_ai_token_type"),
+            buckets=GENAI_TOKEN_BUCKETS,
+        )
+        self.genai_duration = metric(
+            "histogram",
+            "gen_ai_client_operation_duration",
+            "Duration of a GenAI operation in seconds; error_type is set when it failed.",
+            (*genai, "error_type"),
+            buckets=GENAI_DURATION_BUCKETS,
+        )
+        self.genai_ttft = metric(
+            "histogram",
+            "gen_ai_server_time_to_first_token",
+            "Seconds until the first token of a streamed reply.",
+            genai,
+            buckets=GENAI_TTFT_BUCKETS,
+        )
 
     # -- recording -----------------------------------------------------------------
 
@@ -269,12 +346,19 @@ class Metrics:
             series = self._llm_series(stats.provider, stats.model)
         series.requests(stats.outcome).inc()
         series.duration.observe(stats.upstream_seconds)
+        if stats.outcome == "success":
+            series.genai_duration.observe(stats.upstream_seconds)
+        else:
+            series.genai_failed(stats.outcome).observe(stats.upstream_seconds)
         if stats.first_token_seconds is not None:
             series.ttft.observe(stats.first_token_seconds)
+            series.genai_ttft.observe(stats.first_token_seconds)
         if stats.prompt_tokens:
             series.prompt.inc(stats.prompt_tokens)
+            series.genai_input.observe(stats.prompt_tokens)
         if stats.completion_tokens:
             series.completion.inc(stats.completion_tokens)
+            series.genai_output.observe(stats.completion_tokens)
         if stats.attempts > 1:
             series.retries.inc(stats.attempts - 1)
 
@@ -315,6 +399,15 @@ class Metrics:
             return OTHER
         self._keys.add(label)
         return label
+
+    def fallback(self, group: str, from_target: str, to_target: str) -> None:
+        self.fallbacks.labels(group, from_target, to_target).inc()
+
+    def cooldown(self, group: str, target: str, cooling: bool) -> None:
+        self.target_cooldown.labels(group, target).set(1.0 if cooling else 0.0)
+
+    def budget_left(self, key: str, usd: float) -> None:
+        self.key_budget_left.labels(self.key_label(key)).set(usd)
 
     def record_spend(self, key: str | None, stats: CallStats, cost: float) -> None:
         """One upstream call's cost and tokens, charged to the caller's key."""

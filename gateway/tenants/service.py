@@ -9,7 +9,10 @@ spend ledger and the per-key metrics.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,11 +22,13 @@ from gateway.settings import Settings
 from gateway.tenants.auth import Authenticator
 from gateway.tenants.caller import Caller
 from gateway.tenants.keys import KeyStore
-from gateway.tenants.limits import Charge, Limits, LocalLimits
+from gateway.tenants.limits import Charge, Limits, LocalLimits, period_start
 from gateway.tenants.prices import PriceTable
 from gateway.tenants.spend import SpendLedger, Tally
 
 log = logging.getLogger("gateway.tenants")
+
+BUDGET_GAUGE_SECONDS = 10.0
 
 
 class Tenants:
@@ -37,6 +42,7 @@ class Tenants:
         self.prices = PriceTable(settings.prices)
         self.ledger = SpendLedger(store, settings.spend_flush_seconds)
         self.metrics = metrics
+        self._gauges: asyncio.Task[None] | None = None
         self.shared = bool(settings.redis_url)
         self.limits: Limits
         if settings.redis_url:
@@ -54,12 +60,40 @@ class Tenants:
 
     async def start(self) -> None:
         self.ledger.start()
+        if self.metrics is not None:
+            self._gauges = asyncio.create_task(self._refresh_budgets(), name="budgets-left")
 
     async def close(self) -> None:
+        if self._gauges is not None:
+            self._gauges.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._gauges
         try:
             await self.ledger.close()
         finally:
             await self.limits.close()
+
+    async def _refresh_budgets(self) -> None:
+        """Keep `gateway_key_budget_remaining_usd` current (a query every few seconds)."""
+        while True:
+            try:
+                await self.update_budget_gauges()
+            except Exception:
+                log.exception("updating the budgets-left gauge failed")
+            await asyncio.sleep(BUDGET_GAUGE_SECONDS)
+
+    async def update_budget_gauges(self) -> None:
+        now = time.time()
+        keys = [k for k in await self.keys.list() if k.max_budget_usd is not None]
+        live = [k for k in keys if k.usable(now)]
+        spend = await self.ledger.spend_by_key_and_day([k.id for k in live])
+        for key in live:
+            assert key.max_budget_usd is not None
+            first = period_start(key.budget_period, now)
+            spent = sum(
+                c for day, c in spend.get(key.id, {}).items() if first is None or day >= first
+            )
+            self.metrics.budget_left(key.name, max(0.0, key.max_budget_usd - spent))
 
     def _redis_unavailable(self) -> None:
         if self.metrics is not None:

@@ -152,6 +152,27 @@ class SpendLedger:
             stored = (await conn.execute(query)).scalar_one()
         return float(stored) + self.pending_spend(key_id, first_day)
 
+    async def spend_by_key_and_day(self, key_ids: list[str]) -> dict[str, dict[str, float]]:
+        """key id -> day -> cost, stored plus not yet written (for budgets left)."""
+        if not key_ids:
+            return {}
+        u = t.usage
+        query = (
+            select(u.c.key_id, u.c.day, func.sum(u.c.cost_usd))
+            .where(u.c.key_id.in_(key_ids))
+            .group_by(u.c.key_id, u.c.day)
+        )
+        async with self.store.reader.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        out: dict[str, dict[str, float]] = {}
+        for key, day, cost in rows:
+            out.setdefault(key, {})[day] = float(cost or 0.0)
+        for (key, _, day), tally in self._pending.items():
+            if key in out or key in key_ids:
+                days = out.setdefault(key, {})
+                days[day] = days.get(day, 0.0) + tally.cost_usd
+        return out
+
     async def report(
         self, start: str, end: str, group_by: str, key_id: str | None = None
     ) -> list[dict[str, Any]]:
