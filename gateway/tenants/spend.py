@@ -162,7 +162,7 @@ class SpendLedger:
             .where(u.c.key_id.in_(key_ids))
             .group_by(u.c.key_id, u.c.day)
         )
-        async with self.store.reader.connect() as conn:
+        async with self.store.read() as conn:
             rows = (await conn.execute(query)).all()
         out: dict[str, dict[str, float]] = {}
         for key, day, cost in rows:
