@@ -154,7 +154,7 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
                 return 1
             for name, client in services.clients.items():
                 try:
-                    ids = await client.fetch_model_ids()
+                    ids = await client.transport.fetch_model_ids()
                 except errors.GatewayError as exc:
                     failed += 1
                     print(f"{name}: FAILED: {exc.message}")

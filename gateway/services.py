@@ -12,14 +12,17 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from gateway.agents.service import AgentService
 from gateway.agents.store import AgentStore
+from gateway.chat import ChatService
+from gateway.chat.agents import AgentChat
+from gateway.chat.models import ModelChat
 from gateway.mcp.client import McpToolbox
 from gateway.observability import tracing
 from gateway.observability.logging import AccessLog
 from gateway.observability.metrics import Metrics
 from gateway.observability.recorder import Recorder
 from gateway.providers.base import ProviderSpec
-from gateway.providers.openai_compat import OpenAICompatibleClient
-from gateway.providers.registry import build_clients, provider_specs
+from gateway.providers.provider import Provider
+from gateway.providers.registry import build_providers, provider_specs
 from gateway.responses.store import ResponseStore
 from gateway.routing.router import Router
 from gateway.settings import Settings
@@ -34,14 +37,15 @@ class Services:
         self.specs: dict[str, ProviderSpec] = provider_specs(
             settings, os.environ if environ is None else environ
         )
-        self.clients: dict[str, OpenAICompatibleClient] = build_clients(self.specs)
-        self.router = Router(self.specs, self.clients, settings.aliases)
-        self.metrics = Metrics(providers=self.clients.keys(), is_listed=self._is_listed)
-        self.recorder = Recorder(self.metrics, AccessLog(settings.log_format))
         # None unless OTEL_EXPORTER_OTLP_ENDPOINT asks for traces; opentelemetry stays unloaded.
         self.tracing: tracing.Tracing | None = tracing.from_environ(
             os.environ if environ is None else environ
         )
+        on_attempt = self.tracing.on_attempt if self.tracing is not None else None
+        self.clients: dict[str, Provider] = build_providers(self.specs, on_attempt=on_attempt)
+        self.router = Router(self.specs, self.clients, settings.aliases)
+        self.metrics = Metrics(providers=self.clients.keys(), is_listed=self._is_listed)
+        self.recorder = Recorder(self.metrics, AccessLog(settings.log_format))
         # Tools of the configured `[[mcp_servers]]`; connections open on first use.
         self.mcp_tools = McpToolbox(settings.mcp_servers)
         # The agent store connects and migrates in start(); creating it opens nothing.
@@ -49,13 +53,20 @@ class Services:
         # Stored `/v1/responses` replies share the agent store's database and pool.
         self.responses = ResponseStore(self.store)
         # Agents get the tools of their `mcp_servers` from the MCP toolbox.
-        self.agents = AgentService(self.store, self.router, settings, sources=[self.mcp_tools])
-        self.agents.on_turn = lambda agent, turn: self.metrics.agent_turn(
-            agent.name, turn.step_count
+        models = ModelChat()
+        self.agents = AgentService(
+            self.store,
+            self.router,
+            models,
+            settings,
+            sources=[self.mcp_tools],
+            on_turn=lambda agent, turn: self.metrics.agent_turn(agent.name, turn.step_count),
         )
         # Keys, limits and spend; finished requests' usage reaches it through the recorder.
         self.tenants = Tenants(settings, self.store, self.metrics)
         self.recorder.on_usage = self.tenants.record
+        # What every facade calls for a chat: models, aliases and `agent/<name>`.
+        self.chat = ChatService(self.router, models, AgentChat(self.agents))
 
     async def start(self, *, agents: bool = True) -> None:
         """Start the provider clients and, unless `agents` is false, the agent store."""
@@ -64,8 +75,6 @@ class Services:
             await self.tenants.start()
         for client in self.clients.values():
             await client.start()
-            if self.tracing is not None:
-                client.on_attempt = self.tracing.on_attempt
         enabled = ", ".join(self.clients) or "none"
         log.info("providers enabled: %s", enabled)
 

@@ -47,6 +47,9 @@ class ProviderConfig(BaseModel):
     models_ttl: float = Field(default=300.0, ge=0)
     max_attempts: int = Field(default=3, ge=1, le=10)
     retry_base_delay: float = Field(default=0.5, ge=0)
+    # An Anthropic-compatible Messages endpoint of an OpenAI-wire provider (Moonshot:
+    # https://api.moonshot.ai/anthropic/v1); `/v1/messages` then goes there natively.
+    anthropic_base_url: str | None = None
 
 
 class McpServerConfig(BaseModel):

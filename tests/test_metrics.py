@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from gateway.observability.metrics import OTHER, Metrics
-from gateway.providers.base import CallStats
+from gateway.providers.base import CallRecord
 from tests.fake_upstream import Reply
 from tests.promtext import Samples, scrape, wait_for
 
@@ -164,9 +164,9 @@ def test_unlisted_model_is_counted_under_one_label(gateway, upstream, client):
 def test_metrics_bounds_every_label_it_is_given():
     metrics = Metrics(providers={"openai"}, is_listed=lambda p, m: m == "gpt-4o")
     for i in range(40):
-        metrics.record_call(CallStats("openai", "gpt-4o", outcome=f"code_{i}"))
-    metrics.record_call(CallStats("openai", "gpt-4o", outcome="Not A Code!"))
-    metrics.record_call(CallStats("rogue", "gpt-4o"))
+        metrics.record_call(CallRecord("openai", "gpt-4o", outcome=f"code_{i}"))
+    metrics.record_call(CallRecord("openai", "gpt-4o", outcome="Not A Code!"))
+    metrics.record_call(CallRecord("rogue", "gpt-4o"))
     metrics.observe_http("BREW", "/x", 418, 0.1, 0.1)
     metrics.agent_turn("helper", 3)
     metrics.agent_turn("../etc/passwd bad name", 1)

@@ -20,7 +20,7 @@ from gateway.observability.logging import (
     TextFormatter,
     level_name,
 )
-from gateway.providers.base import CallStats
+from gateway.providers.base import CallRecord
 from gateway.settings import ConfigError
 from tests.fake_upstream import Reply
 from tests.gateway_server import GatewayProcess, _clean_env
@@ -139,7 +139,7 @@ def test_formatters_render_fields():
 
 
 def test_access_lines_in_both_formats():
-    stats = CallStats("kimi", "kimi-k2", upstream_seconds=0.25, attempts=2, prompt_tokens=5)
+    stats = CallRecord("kimi", "kimi-k2", upstream_seconds=0.25, attempts=2, prompt_tokens=5)
     stats.first_token_seconds = 0.125
     args = (0.0, "r1", "POST", CHAT, 200, 0.5, [stats])
     line = json.loads(AccessLog("json").render(*args))
@@ -154,7 +154,7 @@ def test_access_lines_in_both_formats():
     assert text.startswith("1970-01-01T00:00:00.000Z INFO gateway.access request request_id=r1 ")
     assert " retries=1 outcome=success ttft_ms=125.0" in text
     # An agent turn's calls are summed; the first failure is the outcome.
-    failed = CallStats("kimi", "kimi-k2", attempts=1, prompt_tokens=3, outcome="upstream_timeout")
+    failed = CallRecord("kimi", "kimi-k2", attempts=1, prompt_tokens=3, outcome="upstream_timeout")
     turn = json.loads(AccessLog("json").render(0.0, "r2", "POST", CHAT, 200, 1.0, [stats, failed]))
     assert (turn["prompt_tokens"], turn["retries"], turn["outcome"], turn["calls"]) == (
         8,

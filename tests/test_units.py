@@ -37,7 +37,8 @@ def test_retry_stops_at_max_attempts_and_for_non_retryable():
     assert policy.delay_for(errors.UpstreamUnavailable("x"), 3, None) is None
     assert policy.delay_for(errors.UpstreamBadRequest("x"), 1, None) is None
     assert policy.delay_for(errors.UpstreamAuthFailed("x"), 1, None) is None
-    assert policy.delay_for(errors.UpstreamTimeout("x"), 1, None) is None
+    # A timeout reaches the policy only as an upstream's 408 or 504: retried (issue 8).
+    assert policy.delay_for(errors.UpstreamTimeout("x"), 1, None) == 0.5
 
 
 def test_retry_after_wins_unless_too_long():

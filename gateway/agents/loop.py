@@ -20,11 +20,11 @@ from typing import Any
 
 from gateway import errors
 from gateway.agents import context
-from gateway.agents.calls import DeltaFn, ModelReply, call_model
+from gateway.agents.calls import DeltaFn, ModelCaller, ModelReply, call_model
 from gateway.agents.schemas import AgentRecord, Block, StoredMessage, TurnResult
 from gateway.agents.tools import BUILTINS, Tool, ToolContext, ToolSource, execute
 from gateway.agents.turns import StepTx, TurnSession, TurnStart, TurnState
-from gateway.providers.base import CallStats
+from gateway.providers.base import CallRecord
 from gateway.routing.router import LLMConfig, Route, Router
 
 log = logging.getLogger("gateway.agents")
@@ -53,7 +53,7 @@ class TurnOptions:
     # Told the turn's id once it is known (before the first delta).
     on_start: Callable[[str], None] | None = None
     # Every upstream call of the turn, for metrics and the overhead measurement.
-    calls: list[CallStats] = field(default_factory=list)
+    calls: list[CallRecord] = field(default_factory=list)
 
 
 @dataclass
@@ -102,8 +102,15 @@ class _Run:
 
 
 class AgentLoop:
-    def __init__(self, router: Router, max_steps: int, sources: Sequence[ToolSource] = ()) -> None:
+    def __init__(
+        self,
+        router: Router,
+        models: ModelCaller,
+        max_steps: int,
+        sources: Sequence[ToolSource] = (),
+    ) -> None:
         self.router = router
+        self.models = models
         self.max_steps = max_steps
         self.sources = list(sources)
 
@@ -192,9 +199,9 @@ class AgentLoop:
 
     async def _step(self, run: _Run) -> None:
         body = self._request(run)
-        stats = CallStats(run.route.provider, run.route.model)
-        run.options.calls.append(stats)
-        reply = await call_model(run.route, body, stats, on_delta=run.emitter())
+        reply = await call_model(
+            self.models, run.route, body, run.options.calls, on_delta=run.emitter()
+        )
         number = run.state.step_count + 1
         assistant = _assistant(reply, number)
         results = await self._outside_tools(run, reply.tool_calls)

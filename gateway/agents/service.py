@@ -19,6 +19,7 @@ import orjson
 
 from gateway import errors
 from gateway.agents import context
+from gateway.agents.calls import ModelCaller
 from gateway.agents.loop import AgentLoop, StepFn, TurnOptions
 from gateway.agents.schemas import (
     DEFAULT_CONVERSATION,
@@ -33,7 +34,7 @@ from gateway.agents.schemas import (
 )
 from gateway.agents.store import AgentStore
 from gateway.agents.tools import BUILTINS, ToolSource
-from gateway.providers.base import CallStats
+from gateway.providers.base import CallRecord
 from gateway.routing.router import Router
 from gateway.settings import Settings
 
@@ -64,14 +65,17 @@ class AgentService:
         self,
         store: AgentStore,
         router: Router,
+        models: ModelCaller,
         settings: Settings,
         sources: Sequence[ToolSource] = (),
+        *,
+        on_turn: TurnHook | None = None,
     ) -> None:
         self.store = store
         self.router = router
         self.settings = settings
-        self.loop = AgentLoop(router, settings.agent_max_steps, sources)
-        self.on_turn: TurnHook | None = None
+        self.loop = AgentLoop(router, models, settings.agent_max_steps, sources)
+        self.on_turn = on_turn
         self._listeners: list[AgentListener] = []
         self._tasks: set[asyncio.Task[TurnResult]] = set()
 
@@ -180,7 +184,7 @@ class AgentService:
         conversation: str | None = None,
         idempotency_key: str | None = None,
         on_step: StepFn | None = None,
-        calls: list[CallStats] | None = None,
+        calls: list[CallRecord] | None = None,
     ) -> TurnResult:
         """Run one turn and return its messages, usage and step count.
 
@@ -199,7 +203,7 @@ class AgentService:
         conversation: str | None = None,
         idempotency_key: str | None = None,
         on_step: StepFn | None = None,
-        calls: list[CallStats] | None = None,
+        calls: list[CallRecord] | None = None,
     ) -> TurnStream:
         """Start a turn whose reply text arrives as deltas; see `TurnStream`."""
         stream = TurnStream()

@@ -16,10 +16,9 @@ from starlette.responses import Response
 from gateway import errors
 from gateway.agents.schemas import AgentRecord
 from gateway.agents.service import AgentService
-from gateway.http.agent_chat import turn_headers
-from gateway.http.asgi import parse_json_object, read_body
+from gateway.http.asgi import parse_json_object, read_body, timing_headers
 from gateway.http.models import json_response
-from gateway.providers.base import CallStats
+from gateway.providers.base import CallRecord
 from gateway.tenants.caller import caller_of
 
 MAX_PAGE = 500
@@ -105,7 +104,7 @@ async def post_message(request: Request) -> Response:
     if conversation is not None and not isinstance(conversation, str):
         raise errors.InvalidRequest("'conversation' must be a string", param="conversation")
     await _allowed(request)
-    calls: list[CallStats] = []
+    calls: list[CallRecord] = []
     request.scope.setdefault("state", {})["call_stats"] = calls
     result = await _agents(request).run_turn(
         request.path_params["ref"],
@@ -115,7 +114,8 @@ async def post_message(request: Request) -> Response:
         calls=calls,
     )
     response = json_response(result.to_api())
-    for name, value in turn_headers(result, calls):
+    upstream = sum(call.upstream_seconds for call in calls)
+    for name, value in timing_headers(upstream, replayed=result.replayed):
         response.headers[name.decode()] = value.decode()
     return response
 

@@ -106,3 +106,12 @@ async def send_error(send: Send, error: errors.GatewayError, scope: Scope | None
     extra = [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
     body = error.json_bytes() if scope is None else error_bytes(scope, error)
     await send_bytes(send, error.status, body, [*JSON_HEADERS, *extra])
+
+
+def timing_headers(upstream_seconds: float, *, replayed: bool = False) -> list[tuple[bytes, bytes]]:
+    """Server-Timing tells a client (and the benchmark) how long the upstream took;
+    `Idempotent-Replayed` that an agent turn's stored answer was returned."""
+    headers = [(b"server-timing", f"upstream;dur={upstream_seconds * 1000:.3f}".encode())]
+    if replayed:
+        headers.append((b"idempotent-replayed", b"true"))
+    return headers

@@ -1,9 +1,11 @@
 """`POST /v1/chat/completions`: the hot route, written as a raw ASGI app.
 
 The body is parsed once, checked only where a mistake would otherwise reach the
-upstream as a confusing error, and forwarded with everything we do not change
-(tools, tool_choice, response_format, unknown fields). Replies go back as the
-upstream's bytes; streams are relayed event by event.
+upstream as a confusing error, and handed to the chat service. When the provider
+speaks OpenAI chat, the request goes with everything we do not change (tools,
+tool_choice, response_format, unknown fields) and replies go back as the upstream's
+bytes, streams relayed event by event. Otherwise (an agent, an Anthropic provider)
+the service's internal reply is encoded here as a `chat.completion` or its chunks.
 """
 
 from __future__ import annotations
@@ -11,21 +13,24 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 from starlette.types import Receive, Scope, Send
 
 from gateway import errors
-from gateway.http.agent_chat import agent_chat
+from gateway.chat import ChatContext, ChatService, EventStream
 from gateway.http.asgi import (
     JSON_HEADERS,
     SSE_HEADERS,
+    header,
     parse_json_object,
     read_body,
     send_bytes,
     services_of,
+    timing_headers,
 )
-from gateway.providers.base import CallStats
-from gateway.providers.sse import SSERelay
+from gateway.providers.streams import UpstreamStream
 from gateway.tenants.caller import caller_of
+from gateway.wire.openai_chat import ChunkEncoder, reply_of
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
@@ -90,35 +95,39 @@ class ChatCompletions:
         services = services_of(scope)
         raw = await read_body(scope, receive, services.settings.max_body_bytes)
         body = parse_chat_request(raw)
-        model: str = body["model"]
+        chat: ChatService = services.chat
         caller = caller_of(scope)
-        if model.startswith("agent/"):
-            if not caller.may_use_agent(model[6:]):
-                raise errors.AgentNotAllowed(f"this key may not use '{model}'", param="model")
-            await agent_chat(scope, receive, send, body)
-            return
-        route = await services.router.resolve(model)
-        if not (
-            caller.may_use_model(model) or caller.may_use_model(f"{route.provider}/{route.model}")
-        ):
-            raise errors.ModelNotAllowed(f"this key may not use model '{model}'", param="model")
-        payload, injected = route.client.prepare(body, route.model)
-        stats = CallStats(route.provider, route.model)
-        scope.setdefault("state", {})["call_stats"] = stats
-        try:
+        target = await chat.resolve(body["model"], caller)
+        ctx = ChatContext()
+        scope.setdefault("state", {})["call_stats"] = ctx.records
+        route = target.route
+        if route is not None and route.client.passthrough:
+            # The fast lane: the upstream's bytes, never re-serialized.
             if body.get("stream"):
-                relay = await route.client.stream(payload, stats, drop_usage_chunk=injected)
-                await relay_stream(relay, receive, send)
+                await relay_stream(await chat.relay(target, body, caller, ctx), receive, send)
             else:
-                reply, _ = await route.client.complete(payload, stats)
-                await send_bytes(send, 200, reply, JSON_HEADERS)
-        except errors.GatewayError as exc:
-            if stats.outcome == "success":
-                stats.outcome = exc.code or "error"
-            raise
+                await send_bytes(send, 200, await chat.forward(target, body, caller, ctx))
+            return
+        if target.agent is not None:
+            ctx.conversation = _header(scope, b"x-conversation-id") or _header(
+                scope, b"x-openwebui-chat-id"
+            )
+            ctx.idempotency_key = _header(scope, b"idempotency-key")
+        if body.get("stream"):
+            options = body.get("stream_options") or {}
+            events = await chat.stream(body, caller, ctx)
+            encoder = ChunkEncoder(include_usage=bool(options.get("include_usage")))
+            await send_events(events, encoder, receive, send)
+            return
+        completion = await chat.complete(body, caller, ctx)
+        headers = JSON_HEADERS
+        if ctx.turn is not None:
+            extra = timing_headers(ctx.upstream_seconds, replayed=ctx.turn.replayed)
+            headers = [*JSON_HEADERS, *extra]
+        await send_bytes(send, 200, orjson.dumps(reply_of(completion)), headers)
 
 
-async def relay_stream(relay: SSERelay, receive: Receive, send: Send) -> None:
+async def relay_stream(relay: UpstreamStream[bytes], receive: Receive, send: Send) -> None:
     """Send the stream on; end with an error event if it breaks after the first byte.
 
     A client that goes away stops the relay and closes the upstream connection, so
@@ -148,6 +157,43 @@ async def relay_stream(relay: SSERelay, receive: Receive, send: Send) -> None:
         if not gone.done():
             gone.cancel()
     await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def send_events(
+    events: EventStream, encoder: ChunkEncoder, receive: Receive, send: Send
+) -> None:
+    """Internal events as `chat.completion.chunk`s; an error after the start ends the
+    stream with an error event. A client that leaves stops the reading (an agent's
+    turn goes on and is stored)."""
+    gone = asyncio.ensure_future(_wait_disconnect(receive))
+    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+    tail = encoder.done()
+    try:
+        async for event in events:
+            data = encoder.encode(event)
+            if data:
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+            if gone.done():
+                return
+    except errors.GatewayError as exc:
+        tail = b"data: " + exc.json_bytes() + b"\n\n"
+    finally:
+        await events.aclose()
+        if not gone.done():
+            gone.cancel()
+    await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    value = header(scope, name)
+    if value is None:
+        return None
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        raise errors.InvalidRequest(
+            f"header {name.decode()} is not valid UTF-8", param=name.decode()
+        ) from None
 
 
 async def _wait_disconnect(receive: Receive) -> None:

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from gateway import errors
 from gateway.agents.schemas import AgentRecord
 from gateway.providers.base import ModelInfo
+from gateway.routing.handles import agent_handle, agent_name
 from gateway.tenants.caller import caller_of
 
 
@@ -34,7 +35,7 @@ def model_entry(info: ModelInfo) -> dict[str, Any]:
 
 def agent_entry(agent: AgentRecord) -> dict[str, Any]:
     return {
-        "id": f"agent/{agent.name}",
+        "id": agent_handle(agent.name),
         "object": "model",
         "created": int(agent.created_at),
         "owned_by": "agent-gateway",
@@ -61,8 +62,9 @@ async def get_model(request: Request) -> Response:
     services = request.app.state.services
     caller = caller_of(request.scope)
     handle: str = request.path_params["handle"]
-    if handle.startswith("agent/"):
-        agent = await services.agents.get_agent(handle[6:])
+    name = agent_name(handle)
+    if name is not None:
+        agent = await services.agents.get_agent(name)
         if not caller.may_use_agent(agent.name):
             raise errors.AgentNotAllowed(
                 f"this key may not use agent '{agent.name}'", param="model"

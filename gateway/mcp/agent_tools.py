@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from gateway.agents.loop import StepEvent, StepFn
 from gateway.agents.schemas import AgentRecord, TurnResult
 from gateway.mcp import results
-from gateway.providers.base import CallStats
+from gateway.providers.base import CallRecord
 
 if TYPE_CHECKING:
     from gateway.mcp.server import McpFacade
@@ -183,7 +183,7 @@ class AgentTools:
         self, ref: str, message: str, conversation: str | None, ctx: Context | None
     ) -> TurnResult:
         """One agent turn, with a progress notification per step when the client asked."""
-        calls: list[CallStats] = []
+        calls: list[CallRecord] = []
         on_step = _progress(ctx) if ctx is not None else None
         if ctx is not None:
             await _report(ctx, 0, self.agents.settings.agent_max_steps, "thinking")
@@ -195,6 +195,11 @@ class AgentTools:
             # No HTTP middleware sees these calls (stdio, or inside the MCP session).
             for stats in calls:
                 self.facade.services.metrics.record_call(stats)
+
+    async def progress(self, ctx: Context) -> StepFn:
+        """A step callback reporting progress to `ctx`'s client, told "thinking" first."""
+        await _report(ctx, 0, self.agents.settings.agent_max_steps, "thinking")
+        return _progress(ctx)
 
     def _add_fixed_tools(self) -> None:
         facade, agents = self.facade, self.agents

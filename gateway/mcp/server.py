@@ -24,15 +24,16 @@ from mcp.types import Tool as MCPTool
 from pydantic import BaseModel, Field, ValidationError
 from starlette.applications import Starlette
 
-from gateway import __version__, errors
+from gateway import __version__
+from gateway.chat import ChatContext
 from gateway.mcp import results
 from gateway.mcp.agent_tools import ASK, AgentTools
 from gateway.observability.metrics import OTHER
-from gateway.providers.base import CallStats
+from gateway.routing.handles import agent_name
 from gateway.services import Services
 from gateway.settings import Settings, is_loopback
+from gateway.tenants.caller import ANONYMOUS, Caller, caller_of
 
-AGENT_PREFIX = "agent/"
 INSTRUCTIONS = (
     "agent-gateway: chat with any configured model (`list_models`, then `chat`) and talk to "
     "the gateway's stateful agents (`list_agents`, `ask_<name>`, `send_message`)."
@@ -202,6 +203,16 @@ def _host_patterns(host: str) -> list[str]:
     return [host] if _WITH_PORT.fullmatch(host) else [host, f"{host}:*"]
 
 
+def request_caller(ctx: Context[Any, Any] | None) -> Caller:
+    """The caller of the HTTP request that carried this MCP call (stdio: no restriction)."""
+    try:
+        request = ctx.request_context.request if ctx is not None else None
+    except ValueError:  # outside a request
+        return ANONYMOUS
+    scope = getattr(request, "scope", None)
+    return caller_of(scope) if isinstance(scope, dict) else ANONYMOUS
+
+
 # -- model tools ---------------------------------------------------------------------------
 
 ModelArg = Annotated[
@@ -247,37 +258,27 @@ def _add_model_tools(facade: McpFacade) -> None:
         """
 
         async def run() -> CallToolResult:
-            if model.startswith(AGENT_PREFIX):
-                turn = await facade.agent_tools.run_turn(
-                    model[len(AGENT_PREFIX) :], prompt, None, ctx
-                )
-                usage = Usage(
-                    prompt_tokens=turn.usage.prompt_tokens,
-                    completion_tokens=turn.usage.completion_tokens,
-                )
-                data = ChatReply(
-                    model=model, content=turn.reply, finish_reason=turn.finish_reason, usage=usage
-                )
-                return results.ok(data, turn.reply)
-            route = await services.router.resolve(model)
-            body = {"model": model, "messages": [{"role": "user", "content": prompt}]}
-            payload, _ = route.client.prepare(body, route.model)
-            stats = CallStats(route.provider, route.model)
+            body: dict[str, Any] = {
+                "model": model,
+                "messages": [{"role": "user", "content": prompt}],
+            }
+            chat_ctx = ChatContext()
+            if agent_name(model) is not None:
+                chat_ctx.on_step = await facade.agent_tools.progress(ctx)
             try:
-                _, reply = await route.client.complete(payload, stats)
-            except errors.GatewayError as exc:
-                stats.outcome = exc.code or "error"
-                raise
+                reply = await services.chat.complete(body, request_caller(ctx), chat_ctx)
             finally:
-                # No HTTP middleware sees this call (stdio, or inside the MCP session).
-                services.metrics.record_call(stats)
-            content, finish = results.first_text(reply)
+                # No HTTP middleware sees these calls (stdio, or inside the MCP session).
+                for record in chat_ctx.records:
+                    services.metrics.record_call(record)
+            content = reply.content or ""
             data = ChatReply(
-                model=route.handle,
+                model=chat_ctx.served_by or model,
                 content=content,
-                finish_reason=finish,
+                finish_reason=reply.finish_reason,
                 usage=Usage(
-                    prompt_tokens=stats.prompt_tokens, completion_tokens=stats.completion_tokens
+                    prompt_tokens=reply.usage.prompt_tokens,
+                    completion_tokens=reply.usage.completion_tokens,
                 ),
             )
             return results.ok(data, content)

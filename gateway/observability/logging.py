@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from gateway.providers.base import CallStats
+from gateway.providers.base import CallRecord
 from gateway.settings import ConfigError, Settings
 
 ACCESS_LOGGER = "gateway.access"
@@ -168,7 +168,7 @@ class AccessLog:
         route: str,
         status: int,
         duration: float,
-        calls: Sequence[CallStats],
+        calls: Sequence[CallRecord],
     ) -> str:
         """One request's line; no headers, bodies or keys ever reach it."""
         # One dict display with every key: this runs for every request.
@@ -204,7 +204,7 @@ class AccessLog:
         sys.stderr.flush()
 
 
-def _add_calls(fields: dict[str, Any], calls: Sequence[CallStats]) -> None:
+def _add_calls(fields: dict[str, Any], calls: Sequence[CallRecord]) -> None:
     """An agent turn's calls, summed; the last one names provider and model."""
     last = calls[-1]
     fields["provider"] = last.provider

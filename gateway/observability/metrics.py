@@ -34,7 +34,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from gateway.observability.inprocess import Family, FamilyCollector
 from gateway.observability.multiprocess import ENV_VAR
-from gateway.providers.base import CallStats
+from gateway.providers.base import CallRecord
 
 # The classic text format: every Prometheus since 2.0 reads it, and our names need no escaping.
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
@@ -339,7 +339,7 @@ class Metrics:
         series.duration.observe(duration)
         series.overhead.observe(overhead)
 
-    def record_call(self, stats: CallStats) -> None:
+    def record_call(self, stats: CallRecord) -> None:
         """One upstream call (all its attempts), from the provider client's stats."""
         series = self._llm.get((stats.provider, stats.model))
         if series is None:
@@ -409,7 +409,7 @@ class Metrics:
     def budget_left(self, key: str, usd: float) -> None:
         self.key_budget_left.labels(self.key_label(key)).set(usd)
 
-    def record_spend(self, key: str | None, stats: CallStats, cost: float) -> None:
+    def record_spend(self, key: str | None, stats: CallRecord, cost: float) -> None:
         """One upstream call's cost and tokens, charged to the caller's key."""
         label = self.key_label(key)
         if cost:

@@ -2,7 +2,7 @@
 
 It wraps `send` to learn the status and takes the request's measure when the
 wrapped app returns: for a stream that is after its last byte, or when the client
-went away. The upstream call's `CallStats` (left by the route in
+went away. The upstream call's `CallRecord` (left by the route in
 `scope["state"]["call_stats"]`, one object or a list for an agent turn) goes along to
 the `Recorder`, which turns it into LLM metrics, the overhead (request duration minus
 upstream wait) and the request's log line. The middleware sits outside

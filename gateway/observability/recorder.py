@@ -22,16 +22,16 @@ from typing import Any
 
 from gateway.observability.logging import AccessLog
 from gateway.observability.metrics import Metrics
-from gateway.providers.base import CallStats
+from gateway.providers.base import CallRecord
 
 log = logging.getLogger("gateway.observability")
 
 # (request id, method, route template, status, end as perf_counter, duration, call stats,
-# caller). The call stats are what the route left in its state: None, one CallStats or a
+# caller). The call stats are what the route left in its state: None, one CallRecord or a
 # list; the caller is the request's `Caller` (None when no key was checked).
 Finished = tuple[str | None, str, str, int, float, float, Any, Any]
 # Receives each batch's (caller, calls) pairs that called a model: spend and per-key metrics.
-UsageSink = Callable[[list[tuple[Any, tuple[CallStats, ...]]]], None]
+UsageSink = Callable[[list[tuple[Any, tuple[CallRecord, ...]]]], None]
 
 
 class Recorder:
@@ -62,7 +62,7 @@ class Recorder:
         lines: list[str] | None = [] if self.access.enabled() else None
         # One clock reading turns every request's end into wall-clock time for its line.
         wall_offset = time.time() - time.perf_counter()
-        usage: list[tuple[Any, tuple[CallStats, ...]]] = []
+        usage: list[tuple[Any, tuple[CallRecord, ...]]] = []
         try:
             for request_id, method, route, status, end, duration, stats, caller in batch:
                 calls = calls_of(stats)
@@ -88,9 +88,9 @@ class Recorder:
             self.access.write(lines)
 
 
-def calls_of(stats: Any) -> tuple[CallStats, ...]:
+def calls_of(stats: Any) -> tuple[CallRecord, ...]:
     if stats is None:
         return ()
-    if type(stats) is CallStats:
+    if type(stats) is CallRecord:
         return (stats,)
     return tuple(stats)

@@ -19,7 +19,7 @@ from typing import Any
 
 from starlette.types import Scope
 
-from gateway.providers.base import CallStats
+from gateway.providers.base import CallRecord
 
 log = logging.getLogger("gateway.tracing")
 
@@ -100,7 +100,7 @@ class Tracing:
         method: str,
         route: str,
         status: int,
-        calls: Sequence[CallStats],
+        calls: Sequence[CallRecord],
     ) -> None:
         span, token = started
         try:
@@ -118,7 +118,7 @@ class Tracing:
         finally:
             self._context.detach(token)
 
-    def on_attempt(self, stats: CallStats, started: float, error: str | None) -> None:
+    def on_attempt(self, stats: CallRecord, started: float, error: str | None) -> None:
         """The provider client's hook: one upstream attempt that began at `started`."""
         end_ns = time.time_ns()
         start_ns = end_ns - int((time.perf_counter() - started) * 1e9)
@@ -148,7 +148,7 @@ class Tracing:
         self.provider.shutdown()
 
 
-def _set_call_attributes(span: Any, calls: Sequence[CallStats]) -> None:
+def _set_call_attributes(span: Any, calls: Sequence[CallRecord]) -> None:
     last = calls[-1]
     span.set_attribute("gen_ai.provider.name", last.provider)
     span.set_attribute("gen_ai.request.model", last.model)

@@ -1,5 +1,5 @@
 """Upstream clients: connection, retries and wire-format handling per provider type.
 
-Nothing here knows about HTTP facades, agents or metrics; callers pass a `CallStats`
+Nothing here knows about HTTP facades, agents or metrics; callers pass a `CallRecord`
 to learn what a call cost.
 """

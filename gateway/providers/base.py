@@ -1,15 +1,16 @@
-"""Shapes shared by every provider client: resolved provider spec, model info, call stats."""
+"""Shapes shared by every provider: resolved provider spec, model info, the call record."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import SecretStr
 
 from gateway.providers.profiles import Profile
+from gateway.wire.internal import Usage
 
 ModelSource = Literal["live", "fallback", "config"]
 
@@ -34,6 +35,9 @@ class ProviderSpec:
     max_attempts: int = 3
     retry_base_delay: float = 0.5
     retry_max_delay: float = 10.0
+    # An Anthropic-compatible Messages endpoint of a provider whose own wire is OpenAI's
+    # (Moonshot serves one): `/v1/messages` requests for it can then go natively.
+    anthropic_base_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,8 +53,13 @@ class ModelInfo:
 
 
 @dataclass
-class CallStats:
-    """What one upstream call cost; filled by the provider client, read by metrics and logs."""
+class CallRecord:
+    """One upstream call, as metrics, logs and traces read it: filled once, in one place.
+
+    The chat service creates it when it has resolved the target, the transport fills
+    in attempts, time and usage, and the facade leaves the request's records where the
+    observability middleware finds them (`scope["state"]["call_stats"]`).
+    """
 
     provider: str
     model: str
@@ -65,33 +74,29 @@ class CallStats:
     cached_tokens: int = 0
     reasoning_tokens: int = 0
     outcome: str = "success"
+    # Who asked (a virtual key's name, for spend and usage) and what they asked for.
+    key_name: str | None = None
+    handle: str | None = None
 
     @property
     def retries(self) -> int:
         return max(0, self.attempts - 1)
 
-    def add_usage(self, usage: Any) -> None:
-        if not isinstance(usage, dict):
+    def add_usage(self, usage: Usage | None) -> None:
+        if usage is None:
             return
-        prompt = usage.get("prompt_tokens")
-        completion = usage.get("completion_tokens")
-        if isinstance(prompt, int):
-            self.prompt_tokens = prompt
-        if isinstance(completion, int):
-            self.completion_tokens = completion
-        # OpenAI nests the details; Moonshot puts `cached_tokens` at the top level.
-        details = usage.get("prompt_tokens_details")
-        cached = details.get("cached_tokens") if isinstance(details, dict) else None
-        if cached is None:
-            cached = usage.get("cached_tokens")
-        if isinstance(cached, int):
-            self.cached_tokens = cached
-        details = usage.get("completion_tokens_details")
-        reasoning = details.get("reasoning_tokens") if isinstance(details, dict) else None
-        if isinstance(reasoning, int):
-            self.reasoning_tokens = reasoning
+        self.prompt_tokens = usage.prompt_tokens
+        self.completion_tokens = usage.completion_tokens
+        self.cached_tokens = usage.cached_tokens
+        self.reasoning_tokens = usage.reasoning_tokens
+
+    def fail(self, error: BaseException) -> None:
+        """Mark the call failed with `error`'s code, unless a failure was recorded already."""
+        if self.outcome == "success":
+            code = getattr(error, "code", None)
+            self.outcome = code if isinstance(code, str) and code else "error"
 
 
-# Called by a provider client when one upstream attempt ends: (stats, the attempt's
+# Called by a transport when one upstream attempt ends: (record, the attempt's
 # perf_counter start, its error code or None). Tracing sets it; None costs nothing.
-AttemptHook = Callable[[CallStats, float, str | None], None]
+AttemptHook = Callable[[CallRecord, float, str | None], None]

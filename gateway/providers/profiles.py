@@ -15,6 +15,8 @@ from typing import Literal
 from gateway.settings import ProviderType
 
 ToolChoiceRequired = Literal["pass", "reject"]
+# The upstream's own wire format: OpenAI chat completions, or Anthropic's Messages API.
+WireName = Literal["openai-chat", "anthropic-messages"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,8 @@ class Profile:
     default_base_url: str | None = None
     key_env: str | None = None
     base_url_env: str | None = None
+    # The variable that sets an Anthropic-compatible Messages base URL (off when unset).
+    anthropic_base_url_env: str | None = None
     # Upstream ids outside these prefixes are dropped from the live list.
     model_prefixes: tuple[str, ...] = ()
     builtin_models: MappingProxyType[str, int | None] = field(
@@ -34,6 +38,16 @@ class Profile:
     tool_choice_required: ToolChoiceRequired = "pass"
     # Ids (by prefix) that accept `response_format: {"type": "json_schema"}`; None = all.
     json_schema_prefixes: tuple[str, ...] | None = None
+    wire: WireName = "openai-chat"
+    models_path: str = "/models"
+    # Add the built-in ids to a live list (Anthropic lists dated snapshots, not aliases).
+    list_builtin_aliases: bool = False
+    # The context window of ids with this prefix that no list names: (prefix, tokens).
+    family_window: tuple[str, int] | None = None
+
+    def default_window(self, model: str) -> int | None:
+        family = self.family_window
+        return family[1] if family is not None and model.startswith(family[0]) else None
 
 
 OPENAI = Profile(
@@ -57,6 +71,7 @@ KIMI = Profile(
     default_base_url="https://api.moonshot.ai/v1",
     key_env="KIMI_API_KEY",
     base_url_env="KIMI_BASE_URL",
+    anthropic_base_url_env="KIMI_ANTHROPIC_BASE_URL",
     model_prefixes=("moonshot-", "kimi-"),
     builtin_models=MappingProxyType(
         {
@@ -83,6 +98,13 @@ ANTHROPIC = Profile(
     default_base_url="https://api.anthropic.com/v1",
     key_env="ANTHROPIC_API_KEY",
     base_url_env="ANTHROPIC_BASE_URL",
+    wire="anthropic-messages",
+    # The API pages its model list, 20 by default; 1000 is its maximum page.
+    models_path="/models?limit=1000",
+    list_builtin_aliases=True,
+    # Every Claude model since Claude 3 has a 200k-token window (1M is an opt-in beta),
+    # so a dated snapshot id the built-in list does not name still gets its window.
+    family_window=("claude-", 200_000),
     # The aliases; the live list adds the dated snapshots they point at.
     builtin_models=MappingProxyType(
         {

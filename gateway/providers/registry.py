@@ -1,4 +1,4 @@
-"""Build the provider clients from settings and the environment."""
+"""Build the providers (transport + wire format) from settings and the environment."""
 
 from __future__ import annotations
 
@@ -7,14 +7,12 @@ from collections.abc import Mapping
 
 from pydantic import SecretStr
 
-from gateway.providers.anthropic import AnthropicClient
-from gateway.providers.base import ProviderSpec
-from gateway.providers.openai_compat import OpenAICompatibleClient
-from gateway.providers.profiles import BUILTIN, BY_TYPE
-from gateway.settings import ConfigError, ProviderConfig, ProviderType, Settings, env_flag
-
-# Provider types whose wire format is not OpenAI's; every other type is OpenAI-compatible.
-_CLIENT_TYPES: dict[ProviderType, type[OpenAICompatibleClient]] = {"anthropic": AnthropicClient}
+from gateway.providers.base import AttemptHook, ProviderSpec
+from gateway.providers.profiles import BUILTIN, BY_TYPE, WireName
+from gateway.providers.provider import Provider
+from gateway.providers.transport import Auth, Transport
+from gateway.providers.wires import WIRES
+from gateway.settings import ConfigError, ProviderConfig, Settings, env_flag
 
 
 def disable_var(name: str) -> str:
@@ -43,6 +41,9 @@ def _spec(config: ProviderConfig, env: Mapping[str, str]) -> ProviderSpec:
     )
     base_url = (profile.base_url_env and env.get(profile.base_url_env)) or config.base_url
     base_url = base_url or profile.default_base_url
+    anthropic_url = (
+        profile.anthropic_base_url_env and env.get(profile.anthropic_base_url_env)
+    ) or config.anthropic_base_url
     if not base_url:
         raise ConfigError(
             f"providers.{config.name}.base_url: required for an {config.type} provider"
@@ -70,15 +71,25 @@ def _spec(config: ProviderConfig, env: Mapping[str, str]) -> ProviderSpec:
         models_ttl=config.models_ttl,
         max_attempts=config.max_attempts,
         retry_base_delay=config.retry_base_delay,
+        anthropic_base_url=anthropic_url or None,
     )
 
 
-def build_clients(specs: Mapping[str, ProviderSpec]) -> dict[str, OpenAICompatibleClient]:
-    """One pooled client per enabled provider."""
-    clients: dict[str, OpenAICompatibleClient] = {}
+def build_providers(
+    specs: Mapping[str, ProviderSpec], *, on_attempt: AttemptHook | None = None
+) -> dict[str, Provider]:
+    """One provider (pooled transport + wire format) per enabled spec."""
+    providers: dict[str, Provider] = {}
     for name, spec in specs.items():
         if not spec.enabled:
             continue
-        client_type = _CLIENT_TYPES.get(spec.profile.type, OpenAICompatibleClient)
-        clients[name] = client_type(spec)
-    return clients
+        wire = WIRES[spec.profile.wire]
+        auth: Auth = "anthropic" if wire.name == "anthropic-messages" else "bearer"
+        transport = Transport(spec, auth=auth, on_attempt=on_attempt)
+        native: dict[WireName, Transport] = {}
+        if spec.anthropic_base_url and wire.name != "anthropic-messages":
+            native["anthropic-messages"] = Transport(
+                spec, base_url=spec.anthropic_base_url, auth="anthropic", on_attempt=on_attempt
+            )
+        providers[name] = Provider(spec, wire, transport, native)
+    return providers

@@ -7,11 +7,13 @@ import time
 
 from gateway import errors
 
-_RETRYABLE = (errors.UpstreamRateLimited, errors.UpstreamUnavailable)
+# A timeout reaches the policy only as an upstream's 408 or 504 answer: our own socket
+# timeout is final (the transport raises it before asking).
+_RETRYABLE = (errors.UpstreamRateLimited, errors.UpstreamUnavailable, errors.UpstreamTimeout)
 
 
 class RetryPolicy:
-    """429, 5xx, connection errors and empty replies; `min(base·2^(n-1), cap)` or Retry-After.
+    """429, 5xx, 408, connection errors and empty replies; `min(base·2^(n-1), cap)` or Retry-After.
 
     A Retry-After longer than the cap is not waited out: the 429 goes to the client
     with the header, who can decide better than a gateway holding a connection open.
@@ -30,7 +32,8 @@ class RetryPolicy:
         wanted = parse_retry_after(retry_after)
         if wanted is not None:
             return wanted if wanted <= self.max_delay else None
-        return min(self.base_delay * 2 ** (attempt - 1), self.max_delay)
+        backoff: float = self.base_delay * 2.0 ** (attempt - 1)
+        return min(backoff, self.max_delay)
 
 
 def parse_retry_after(value: str | None) -> float | None:

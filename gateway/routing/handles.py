@@ -1,4 +1,4 @@
-"""The one function that splits a model handle."""
+"""The functions that read a model handle: provider and model, or an agent."""
 
 from __future__ import annotations
 
@@ -13,3 +13,15 @@ def parse_handle(handle: str) -> tuple[str | None, str]:
     if not sep:
         return None, handle
     return provider, model
+
+
+AGENT_PREFIX = "agent/"
+
+
+def agent_name(handle: str) -> str | None:
+    """The agent an `agent/<name>` handle names; None for any other handle."""
+    return handle[len(AGENT_PREFIX) :] if handle.startswith(AGENT_PREFIX) else None
+
+
+def agent_handle(name: str) -> str:
+    return AGENT_PREFIX + name

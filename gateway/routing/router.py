@@ -10,14 +10,14 @@ from cachetools import TTLCache
 
 from gateway import errors
 from gateway.providers.base import ModelInfo, ProviderSpec
-from gateway.providers.openai_compat import OpenAICompatibleClient
+from gateway.providers.provider import Provider
 from gateway.routing.handles import parse_handle
 
 
 @dataclass(frozen=True)
 class Route:
     handle: str
-    client: OpenAICompatibleClient
+    client: Provider
     model: str
     info: ModelInfo | None
 
@@ -43,7 +43,7 @@ class Router:
     def __init__(
         self,
         specs: Mapping[str, ProviderSpec],
-        clients: Mapping[str, OpenAICompatibleClient],
+        clients: Mapping[str, Provider],
         aliases: Mapping[str, str] | None = None,
         *,
         cache_ttl: float = 60.0,

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from gateway.providers.base import CallStats
+from gateway.providers.base import CallRecord
 from gateway.settings import PriceConfig
 
 Price = PriceConfig
@@ -112,11 +112,11 @@ class PriceTable:
         )
         return total / 1_000_000
 
-    def call_cost(self, call: CallStats) -> float:
+    def call_cost(self, call: CallRecord) -> float:
         return self.cost(f"{call.provider}/{call.model}", usage_of(call))
 
 
-def usage_of(call: CallStats) -> Usage:
+def usage_of(call: CallRecord) -> Usage:
     return Usage(
         call.prompt_tokens,
         call.completion_tokens,

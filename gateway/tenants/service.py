@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.agents.store import AgentStore
-from gateway.providers.base import CallStats
+from gateway.providers.base import CallRecord
 from gateway.settings import Settings
 from gateway.tenants.auth import Authenticator
 from gateway.tenants.caller import Caller
@@ -99,17 +99,17 @@ class Tenants:
         if self.metrics is not None:
             self.metrics.redis_unavailable.inc()
 
-    def cost(self, call: CallStats) -> float:
+    def cost(self, call: CallRecord) -> float:
         return self.prices.call_cost(call)
 
-    async def charge(self, caller: Caller, calls: Sequence[CallStats]) -> None:
+    async def charge(self, caller: Caller, calls: Sequence[CallRecord]) -> None:
         """Take a finished request's tokens and cost from its key's buckets and budget."""
         tokens = sum(c.prompt_tokens + c.completion_tokens for c in calls)
         cost = sum(self.cost(c) for c in calls) if caller.max_budget_usd is not None else 0.0
         if tokens or cost:
             await self.limits.charge([Charge(caller, tokens, cost)])
 
-    def record(self, finished: Sequence[tuple[Caller | None, Sequence[CallStats]]]) -> None:
+    def record(self, finished: Sequence[tuple[Caller | None, Sequence[CallRecord]]]) -> None:
         """Fold a batch of finished requests' calls into the spend ledger (and metrics)."""
         for caller, calls in finished:
             key_id = caller.key_id if caller is not None and caller.key_id else ""

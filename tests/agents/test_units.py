@@ -16,7 +16,7 @@ from gateway.agents.loop import llm_params
 from gateway.agents.schemas import StoredMessage
 from gateway.agents.store import AgentStore
 from gateway.agents.tables import metadata
-from gateway.http.agent_chat import new_input
+from gateway.chat.agents import new_input
 from gateway.routing.router import LLMConfig
 from gateway.settings import ConfigError
 from gateway.tenants import tables as _tenant_tables  # noqa: F401  (registers them)

@@ -1,4 +1,8 @@
-"""Unit tests of the pure OpenAI ⇄ Anthropic Messages translation (no network)."""
+"""Unit tests of the pure translation to and from an Anthropic upstream (no network).
+
+Replies and streams are checked as the internal representation and, encoded by the
+OpenAI chat translator, as the chunks an OpenAI client of an Anthropic model gets.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +13,19 @@ import pytest
 from pydantic import SecretStr
 
 from gateway import errors
-from gateway.providers.anthropic import AnthropicClient
-from gateway.providers.anthropic_stream import StreamTranslator
-from gateway.providers.anthropic_translate import (
-    finish_reason,
-    stream_error,
-    to_anthropic_request,
-    to_openai_completion,
-)
 from gateway.providers.base import ProviderSpec
 from gateway.providers.profiles import ANTHROPIC
 from gateway.providers.retry import RetryPolicy
+from gateway.providers.wires import AnthropicWire
+from gateway.wire.anthropic_upstream import (
+    completion_of,
+    finish_reason,
+    stream_error,
+    to_anthropic_request,
+)
+from gateway.wire.anthropic_upstream_stream import StreamDecoder
+from gateway.wire.internal import Finish, Start, StreamEvent
+from gateway.wire.openai_chat import ChunkEncoder, reply_of
 
 MODEL = "claude-sonnet-4-5"
 
@@ -275,6 +281,10 @@ def test_n_above_one_and_json_response_formats_are_rejected():
 # -- whole replies ---------------------------------------------------------------
 
 
+def to_openai_completion(message: dict[str, Any], created: int) -> dict[str, Any]:
+    return reply_of(completion_of(message, created))
+
+
 def test_text_reply_with_cache_usage():
     reply = to_openai_completion(
         {
@@ -483,10 +493,33 @@ def chunks_of(out: bytes) -> list[Any]:
     return [f[6:].decode() if f == b"data: [DONE]" else json.loads(f[6:]) for f in frames]
 
 
-def run(stream: bytes, include_usage: bool = True) -> tuple[StreamTranslator, list[Any]]:
-    translator = StreamTranslator("anthropic", include_usage=include_usage, created=42)
-    out = b"".join(translator.feed_event(e) for e in stream.split(b"\n\n") if e.strip())
-    return translator, chunks_of(out)
+class Translation:
+    """A stream decoded to internal events, then encoded as OpenAI chunks."""
+
+    def __init__(self, include_usage: bool) -> None:
+        self.decoder = StreamDecoder("anthropic", created=42)
+        self.encoder = ChunkEncoder(include_usage=include_usage)
+        self.events: list[StreamEvent] = []
+
+    def feed(self, block: bytes) -> bytes:
+        out = b""
+        for event in block.split(b"\n\n"):
+            if not event.strip():
+                continue
+            for decoded in self.decoder.feed_event(event):
+                self.events.append(decoded)
+                out += self.encoder.encode(decoded)
+            if self.decoder.error is not None:
+                out += b"data: " + self.decoder.error.json_bytes() + b"\n\n"
+                break
+        if self.decoder.done:
+            out += self.encoder.done()
+        return out
+
+
+def run(stream: bytes, include_usage: bool = True) -> tuple[StreamDecoder, list[Any]]:
+    translation = Translation(include_usage)
+    return translation.decoder, chunks_of(translation.feed(stream))
 
 
 def test_text_stream_becomes_openai_chunks():
@@ -519,13 +552,17 @@ def test_text_stream_becomes_openai_chunks():
 def test_usage_chunk_only_when_asked_but_usage_always_counted():
     translator, chunks = run(TEXT_STREAM, include_usage=False)
     assert all(c == "[DONE]" or c["choices"] for c in chunks)
-    assert translator.openai_usage["completion_tokens"] == 15
+    assert translator.usage.completion_tokens == 15
 
 
-def test_feeding_a_block_of_events_equals_feeding_them_one_by_one():
-    whole = StreamTranslator("anthropic", include_usage=True, created=42).feed(TEXT_STREAM)
-    _, one_by_one = run(TEXT_STREAM)
-    assert chunks_of(whole) == one_by_one
+def test_events_are_start_deltas_and_one_finish_with_the_final_usage():
+    translation = Translation(include_usage=False)
+    translation.feed(TEXT_STREAM)
+    events = translation.events
+    assert isinstance(events[0], Start) and events[0].id.startswith("msg_")
+    assert isinstance(events[-1], Finish) and events[-1].reason == "stop"
+    assert events[-1].usage is not None and events[-1].usage.prompt_tokens == 28
+    assert sum(isinstance(e, Finish) for e in events) == 1
 
 
 def test_tool_use_stream_with_thinking():
@@ -559,7 +596,7 @@ def _error_event(kind: str) -> bytes:
     return b"event: error\ndata: " + json.dumps(data).encode() + b"\n\n"
 
 
-def test_error_after_content_becomes_an_error_frame():
+def test_error_after_content_is_reported_after_the_content():
     head = TEXT_STREAM.split(b"event: content_block_stop")[0]
     translator, chunks = run(head + _error_event("overloaded_error"))
     assert chunks[-1] == {
@@ -578,27 +615,28 @@ def test_error_after_content_becomes_an_error_frame():
 def test_error_before_content_leaves_the_stream_unstarted():
     head = TEXT_STREAM.split(b"event: content_block_start")[0]
     translator, chunks = run(head + _error_event("overloaded_error"))
-    # Only the error frame: nothing else was emitted, so the caller may still retry.
+    # Only the error: nothing else was emitted, so the caller may still retry.
     assert list(chunks[0]) == ["error"] and len(chunks) == 1
     assert not translator.started and translator.error is not None
 
 
 def test_unknown_and_malformed_events_are_ignored():
-    translator = StreamTranslator("anthropic", include_usage=True, created=1)
-    assert translator.feed(b'event: brand_new\ndata: {"type":"brand_new"}\n\n') == b""
-    assert translator.feed(b"data: not json\n\n: comment\n\n") == b""
+    translator = StreamDecoder("anthropic", created=1)
+    assert translator.feed_event(b'event: brand_new\ndata: {"type":"brand_new"}') == []
+    assert translator.feed_event(b"data: not json") == []
+    assert translator.feed_event(b": comment") == []
     assert not translator.started
 
 
 # -- the client's request side ---------------------------------------------------
 
 
-def test_client_prepare_asks_for_usage_chunk_only_when_the_client_did():
+def test_wire_encodes_the_messages_request_with_the_upstream_model():
     spec = ProviderSpec("anthropic", ANTHROPIC, "http://x/v1", SecretStr("k"), True)
-    client = AnthropicClient(spec)
     hi = [{"role": "user", "content": "hi"}]
-    payload, drop = client.prepare({"model": "m", "messages": hi, "stream": True}, MODEL)
-    assert drop and json.loads(payload)["model"] == MODEL
-    body = {"model": "m", "messages": hi, "stream": True, "stream_options": {"include_usage": True}}
-    assert client.prepare(body, MODEL)[1] is False
-    assert client.prepare({"model": "m", "messages": hi}, MODEL)[1] is False
+    payload, injected = AnthropicWire().encode(
+        {"model": "m", "messages": hi, "stream": True}, MODEL, spec
+    )
+    sent = json.loads(payload)
+    assert sent["model"] == MODEL and sent["stream"] is True and not injected
+    assert "stream_options" not in sent

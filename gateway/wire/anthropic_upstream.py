@@ -1,9 +1,9 @@
-"""Pure translation between OpenAI chat completions and Anthropic's Messages API.
+"""Requests to an Anthropic upstream and its whole replies: internal ⇄ Messages API.
 
-No I/O here: `anthropic.py` sends and receives, this module only reshapes, so every
-mapping is unit-tested on its own. Requests go OpenAI → Anthropic
-(`to_anthropic_request`); replies come back Anthropic → OpenAI, whole
-(`to_openai_completion`) or as an event stream (`StreamTranslator`).
+The provider side of the Anthropic wire format (the `/v1/messages` facade, the
+client side, lives elsewhere). Requests go from the internal form (an OpenAI chat
+body) to a Messages request (`to_anthropic_request`); replies come back as the
+internal `Completion` (`completion_of`); streams are `anthropic_upstream_stream`'s.
 
 What OpenAI can ask for and Anthropic cannot do is refused with a 400 naming the
 field (`n > 1`, `response_format` json_object/json_schema, non-function tools);
@@ -19,13 +19,14 @@ from typing import Any
 import orjson
 
 from gateway import errors
+from gateway.wire.internal import Completion, FinishReason, ToolCall, Usage
 
 # Anthropic requires max_tokens; OpenAI clients usually leave it out.
 DEFAULT_MAX_TOKENS = 4096
 # OpenAI's `reasoning_effort` as an extended-thinking budget ("minimal" means none).
 EFFORT_BUDGETS = {"low": 1024, "medium": 4096, "high": 16384}
 
-_FINISH_REASONS = {
+_FINISH_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
     "stop_sequence": "stop",
     "pause_turn": "stop",
@@ -310,35 +311,31 @@ def _tool_choice(choice: Any) -> dict[str, Any] | None:
 # -- replies ---------------------------------------------------------------------
 
 
-def finish_reason(stop_reason: Any) -> str | None:
+def finish_reason(stop_reason: Any) -> FinishReason | None:
     if stop_reason is None:
         return None
     return _FINISH_REASONS.get(str(stop_reason), "stop")
 
 
-def to_openai_usage(usage: Any) -> dict[str, Any]:
-    """OpenAI counts cached prompt tokens inside prompt_tokens; Anthropic apart from them."""
+def usage_of(usage: Any) -> Usage:
+    """Anthropic counts cached prompt tokens apart from `input_tokens`; we count them in."""
     u = usage if isinstance(usage, dict) else {}
     cached = _int(u.get("cache_read_input_tokens"))
     prompt = _int(u.get("input_tokens")) + cached + _int(u.get("cache_creation_input_tokens"))
-    completion = _int(u.get("output_tokens"))
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached},
-    }
+    return Usage(
+        prompt_tokens=prompt, completion_tokens=_int(u.get("output_tokens")), cached_tokens=cached
+    )
 
 
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def to_openai_completion(message: dict[str, Any], created: int) -> dict[str, Any]:
-    """A Messages response as a `chat.completion`."""
+def completion_of(message: dict[str, Any], created: int) -> Completion:
+    """A Messages response as a `Completion`."""
     text: list[str] = []
     reasoning: list[str] = []
-    calls: list[dict[str, Any]] = []
+    calls: list[ToolCall] = []
     for block in message.get("content") or ():
         kind = block.get("type") if isinstance(block, dict) else None
         if kind == "text":
@@ -347,30 +344,19 @@ def to_openai_completion(message: dict[str, Any], created: int) -> dict[str, Any
             reasoning.append(str(block.get("thinking") or ""))
         elif kind == "tool_use":
             arguments = orjson.dumps(block.get("input") or {}).decode()
-            function = {"name": block.get("name"), "arguments": arguments}
-            calls.append({"id": block.get("id"), "type": "function", "function": function})
-    reply: dict[str, Any] = {
-        "role": "assistant",
-        "content": "".join(text) if text or not calls else None,
-    }
-    if reasoning:
-        reply["reasoning_content"] = "".join(reasoning)
-    if calls:
-        reply["tool_calls"] = calls
-    choice = {
-        "index": 0,
-        "message": reply,
-        "logprobs": None,
-        "finish_reason": finish_reason(message.get("stop_reason")) or "stop",
-    }
-    return {
-        "id": message.get("id"),
-        "object": "chat.completion",
-        "created": created,
-        "model": message.get("model"),
-        "choices": [choice],
-        "usage": to_openai_usage(message.get("usage")),
-    }
+            calls.append(
+                ToolCall(str(block.get("id") or ""), str(block.get("name") or ""), arguments)
+            )
+    return Completion(
+        id=str(message.get("id") or ""),
+        model=str(message.get("model") or ""),
+        created=created,
+        content="".join(text) if text or not calls else None,
+        reasoning="".join(reasoning) if reasoning else None,
+        tool_calls=calls,
+        finish_reason=finish_reason(message.get("stop_reason")) or "stop",
+        usage=usage_of(message.get("usage")),
+    )
 
 
 def stream_error(provider: str, event: dict[str, Any]) -> errors.GatewayError:
