@@ -17,6 +17,7 @@ from gateway.chat.agents import AgentChat
 from gateway.chat.models import ModelChat
 from gateway.mcp.client import McpToolbox
 from gateway.observability import tracing
+from gateway.observability.tracing import from_environ
 from gateway.observability.logging import AccessLog
 from gateway.observability.metrics import Metrics
 from gateway.observability.recorder import Recorder
@@ -32,15 +33,19 @@ log = logging.getLogger("gateway")
 
 
 class Services:
-    def __init__(self, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        environ: Mapping[str, str] | None = None,
+        *,
+        tracing: tracing.Tracing | None = None,
+    ) -> None:
         self.settings = settings
         self.specs: dict[str, ProviderSpec] = provider_specs(
             settings, os.environ if environ is None else environ
         )
         # None unless OTEL_EXPORTER_OTLP_ENDPOINT asks for traces; opentelemetry stays unloaded.
-        self.tracing: tracing.Tracing | None = tracing.from_environ(
-            os.environ if environ is None else environ
-        )
+        self.tracing = tracing or from_environ(os.environ if environ is None else environ)
         on_attempt = self.tracing.on_attempt if self.tracing is not None else None
         self.clients: dict[str, Provider] = build_providers(self.specs, on_attempt=on_attempt)
         self.router = Router(self.specs, self.clients, settings.aliases)

@@ -35,10 +35,18 @@ def free_socket() -> socket.socket:
 class GatewayServer:
     """The gateway app on a real uvicorn, in a background thread of this process."""
 
-    def __init__(self, env: Mapping[str, str], config: Path | None = None, **overrides: Any):
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        config: Path | None = None,
+        *,
+        tracing: Any = None,
+        **overrides: Any,
+    ):
         self.env = dict(env)
         self.settings: Settings = _settings_from(self.env, config, overrides)
-        self.services = Services(self.settings, environ=self.env)
+        # `tracing`: a `Tracing` to use instead of the environment's (tests of spans).
+        self.services = Services(self.settings, environ=self.env, tracing=tracing)
         self.app = create_app(self.settings, self.services)
         self._sock = free_socket()
         self.port: int = self._sock.getsockname()[1]

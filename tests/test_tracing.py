@@ -37,8 +37,7 @@ def otel() -> Any:
 @pytest.fixture
 def traced(gateway_env, gateway_config) -> Iterator[tuple[Any, openai.OpenAI]]:
     provider, exporter = otel()
-    server = GatewayServer(gateway_env, gateway_config)
-    server.services.tracing = tracing.Tracing(provider)
+    server = GatewayServer(gateway_env, gateway_config, tracing=tracing.Tracing(provider))
     with server, openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0) as client:
         yield exporter, client
 
