@@ -17,10 +17,10 @@ from gateway.chat.agents import AgentChat
 from gateway.chat.models import ModelChat
 from gateway.mcp.client import McpToolbox
 from gateway.observability import tracing
-from gateway.observability.tracing import from_environ
 from gateway.observability.logging import AccessLog
 from gateway.observability.metrics import Metrics
 from gateway.observability.recorder import Recorder
+from gateway.observability.tracing import from_environ
 from gateway.providers.base import ProviderSpec
 from gateway.providers.provider import Provider
 from gateway.providers.registry import build_providers, provider_specs

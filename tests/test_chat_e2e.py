@@ -9,6 +9,7 @@ import openai
 import pytest
 
 from tests.fake_upstream import Reply
+from tests.support.chunks import frames
 
 MODEL = "openai/gpt-4o-mini"
 HELLO = [{"role": "user", "content": "hello"}]
@@ -66,6 +67,16 @@ def test_stream_relayed_and_injected_usage_chunk_dropped(gateway, upstream):
     assert upstream.chat_requests[0].json["stream_options"] == {"include_usage": True}
     assert all(c.usage is None for c in chunks)
     assert all(c.choices for c in chunks)
+
+
+def test_stream_carries_no_usage_field_the_client_did_not_ask_for(gateway, upstream):
+    body = {"model": MODEL, "messages": HELLO, "stream": True}
+    raw = httpx2.post(gateway.base_url + "/chat/completions", json=body).text
+    # The upstream put `"usage": null` in every chunk, as OpenAI does once asked.
+    assert upstream.chat_requests[0].json["stream_options"] == {"include_usage": True}
+    chunks = [c for c in frames(raw) if c != "[DONE]"]
+    assert len(chunks) > 2 and all("usage" not in c for c in chunks)
+    assert frames(raw)[-1] == "[DONE]"
 
 
 def test_stream_usage_passed_on_when_client_asks(gateway, upstream):
@@ -142,7 +153,7 @@ def test_request_id_generated_or_echoed(gateway):
 
 @pytest.fixture
 def kimi(make_gateway, upstream):
-    upstream.models = ["kimi-k2-0905-preview", "moonshot-v1-8k", "gpt-4o"]
+    upstream.models = ["kimi-k2-0905-preview", "moonshot-v1-8k", "gpt-4o", "kimi-k2.6"]
     return make_gateway({"KIMI_API_KEY": "sk-kimi", "KIMI_BASE_URL": upstream.base_url})
 
 
@@ -154,6 +165,20 @@ def test_kimi_temperature_clamped(kimi, upstream):
     )
     assert upstream.chat_requests[0].json["temperature"] == 1.0
     assert upstream.chat_requests[1].json["temperature"] == 0.3
+
+
+def test_kimi_k2_6_fixed_sampling_left_out_and_one_choice(kimi, upstream):
+    c = client(kimi)
+    c.chat.completions.create(
+        model="kimi/kimi-k2.6", messages=HELLO, temperature=0.2, top_p=0.5, presence_penalty=1
+    )
+    sent = upstream.chat_requests[0].json
+    assert sent["model"] == "kimi-k2.6"
+    assert not {"temperature", "top_p", "presence_penalty"} & sent.keys()
+    with pytest.raises(openai.BadRequestError) as err:
+        c.chat.completions.create(model="kimi/kimi-k2.6", messages=HELLO, n=2)
+    assert err.value.param == "n"
+    assert len(upstream.chat_requests) == 1
 
 
 def test_kimi_tool_choice_required_rejected(kimi, upstream):

@@ -241,9 +241,14 @@ class AgentLoop:
         if self._trim(run, budget):
             system = context.render_system(run.agent, run.agent.memory_blocks, run.evicted, names)
         reasoning = run.agent.enable_reasoner
+        resend = run.config.resend_reasoning
         messages = [{"role": "system", "content": system}]
         messages += [
-            m.to_openai(with_reasoning=reasoning and m.turn_id == run.state.id) for m in run.history
+            m.to_openai(
+                with_reasoning=(reasoning and m.turn_id == run.state.id)
+                or (resend and bool(m.tool_calls))
+            )
+            for m in run.history
         ]
         body: dict[str, Any] = {"messages": messages, **llm_params(run.config)}
         if schemas:

@@ -20,6 +20,20 @@ WireName = Literal["openai-chat", "anthropic-messages"]
 
 
 @dataclass(frozen=True)
+class ModelRule:
+    """What one family of a provider's models (ids starting with `prefixes`) requires."""
+
+    prefixes: tuple[str, ...]
+    # Sampling fields the upstream fixes and refuses other values for: left out.
+    fixed_sampling: tuple[str, ...] = ()
+    # One choice per request: `n` > 1 is a 400 naming the field.
+    single_choice: bool = False
+    # A thinking model that wants its `reasoning_content` back on earlier assistant
+    # messages with tool calls (the agent loop sends it).
+    resend_reasoning: bool = False
+
+
+@dataclass(frozen=True)
 class Profile:
     type: ProviderType
     default_base_url: str | None = None
@@ -38,6 +52,9 @@ class Profile:
     tool_choice_required: ToolChoiceRequired = "pass"
     # Ids (by prefix) that accept `response_format: {"type": "json_schema"}`; None = all.
     json_schema_prefixes: tuple[str, ...] | None = None
+    # Windows of ids the fallback list leaves out (older ids a live list may still name).
+    known_windows: MappingProxyType[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    rules: tuple[ModelRule, ...] = ()
     wire: WireName = "openai-chat"
     models_path: str = "/models"
     # Add the built-in ids to a live list (Anthropic lists dated snapshots, not aliases).
@@ -48,6 +65,12 @@ class Profile:
     def default_window(self, model: str) -> int | None:
         family = self.family_window
         return family[1] if family is not None and model.startswith(family[0]) else None
+
+    def rule_for(self, model: str) -> ModelRule | None:
+        for rule in self.rules:
+            if model.startswith(rule.prefixes):
+                return rule
+        return None
 
 
 OPENAI = Profile(
@@ -73,17 +96,50 @@ KIMI = Profile(
     base_url_env="KIMI_BASE_URL",
     anthropic_base_url_env="KIMI_ANTHROPIC_BASE_URL",
     model_prefixes=("moonshot-", "kimi-"),
+    # The current lineup (late 2026): the K2.x models are multimodal and think before
+    # answering (`reasoning_content`), with 262,144-token windows; the K2 preview ids,
+    # kimi-k2-thinking(-turbo) and kimi-latest were discontinued during 2026.
+    # Sources: platform.moonshot.ai/docs/guide/use-kimi-k2-thinking-model (K2.5 thinks
+    # by default, reasoning in `reasoning_content`); promptfoo.dev/docs/providers/moonshot
+    # (lineup and discontinued ids); chatbase.co/blog/kimi-k2-api (K2.6 window 262,144).
     builtin_models=MappingProxyType(
         {
+            "kimi-k2.6": 262144,
+            "kimi-k2.5": 262144,
             "moonshot-v1-8k": 8192,
             "moonshot-v1-32k": 32768,
             "moonshot-v1-128k": 131072,
+        }
+    ),
+    known_windows=MappingProxyType(
+        {
             "kimi-k2-0905-preview": 262144,
             "kimi-k2-0711-preview": 131072,
             "kimi-k2-turbo-preview": 262144,
+            "kimi-k2-thinking": 262144,
+            "kimi-k2-thinking-turbo": 262144,
             "kimi-thinking-preview": 131072,
             "kimi-latest": 131072,
         }
+    ),
+    # Later K2.x ids a live list returns (k2.7-code, …) share the family's window.
+    family_window=("kimi-k2.", 262144),
+    rules=(
+        # platform.kimi.ai/docs/api/models-overview ("Model Parameter Reference"): for
+        # kimi-k2.5 and kimi-k2.6, temperature, top_p (0.95), n (1) and both penalties
+        # (0) "cannot be modified"; other values are refused ("invalid temperature: only
+        # 1 is allowed for this model"), so a client's values are left out.
+        # With thinking on (their default), Moonshot refuses a history whose assistant
+        # tool-call messages lack their reasoning_content ("thinking is enabled but
+        # reasoning_content is missing in assistant tool call message", quoted from
+        # Moonshot's docs in github.com/Kilo-Org/kilocode/pull/5544).
+        ModelRule(
+            prefixes=("kimi-k2.5", "kimi-k2.6"),
+            fixed_sampling=("temperature", "top_p", "presence_penalty", "frequency_penalty"),
+            single_choice=True,
+            resend_reasoning=True,
+        ),
+        ModelRule(prefixes=("kimi-k2-thinking",), resend_reasoning=True),
     ),
     temperature_range=(0.0, 1.0),
     min_temperature_multi_choice=0.3,

@@ -3,8 +3,9 @@
 Events are handed on as soon as they are complete. Only events that mention `usage`,
 `error` or a finish reason are parsed: usage feeds the call record (Moonshot puts it
 inside `choices[0]` of the final chunk, OpenAI in a trailing chunk with no choices),
-errors set the call's outcome. The trailing usage chunk is dropped when the gateway
-asked for it and the client did not.
+errors set the call's outcome. When the gateway asked for usage and the client did
+not, the trailing usage chunk is dropped and the `"usage": null` of every other chunk
+left out (a byte replace, no parse).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class RelayFilter:
         complete = self._buffer.feed(chunk)
         if not complete:
             return []
+        if self._drop_usage and b'"usage"' in complete:
+            complete = _strip_null_usage(complete)
         if not _worth_parsing(complete):
             # A model may say "[DONE]" itself; only the terminator event counts.
             if b"[DONE]" in complete and any(
@@ -93,6 +96,15 @@ class RelayFilter:
     def _record_error(self, error: Any) -> None:
         code = error.get("code") if isinstance(error, dict) else None
         self._record.outcome = str(code) if code else "upstream_error"
+
+
+def _strip_null_usage(block: bytes) -> bytes:
+    """Leave out the `"usage": null` OpenAI adds to every chunk once usage is asked for,
+    when it was the gateway that asked: the client's chunks look as if it had not."""
+    for null in (b',"usage":null', b', "usage": null', b'"usage":null,', b'"usage": null, '):
+        if null in block:
+            block = block.replace(null, b"")
+    return block
 
 
 def _worth_parsing(block: bytes) -> bool:

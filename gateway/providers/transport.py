@@ -268,7 +268,7 @@ class Transport:
 
     def _infos(self, ids: list[str] | tuple[str, ...], source: ModelSource) -> list[ModelInfo]:
         profile = self.spec.profile
-        windows = {**profile.builtin_models, **self.spec.context_windows}
+        windows = {**profile.known_windows, **profile.builtin_models, **self.spec.context_windows}
         return [
             ModelInfo(i, self.name, windows.get(i) or profile.default_window(i), source)
             for i in ids

@@ -15,7 +15,7 @@ import orjson
 
 from gateway import errors
 from gateway.providers.base import CallRecord, ProviderSpec
-from gateway.providers.profiles import Profile, WireName
+from gateway.providers.profiles import ModelRule, Profile, WireName
 from gateway.providers.streams import AnthropicDecoder, Decoder, OpenAIChatDecoder
 from gateway.wire import anthropic_upstream, openai_chat
 from gateway.wire.internal import Completion, StreamEvent
@@ -48,6 +48,9 @@ class OpenAIChatWire:
         """
         profile = spec.profile
         body["model"] = model
+        rule = profile.rule_for(model) if profile.rules else None
+        if rule is not None:
+            _apply_rule(body, rule, spec.name, model)
         if profile.temperature_range is not None and "temperature" in body:
             body["temperature"] = _clamp_temperature(body, profile)
         if body.get("tool_choice") == "required" and profile.tool_choice_required == "reject":
@@ -128,6 +131,16 @@ def _clamp_temperature(body: dict[str, Any], profile: Profile) -> Any:
     if floor is not None and isinstance(n, int) and n > 1:
         value = max(value, floor)
     return value
+
+
+def _apply_rule(body: dict[str, Any], rule: ModelRule, provider: str, model: str) -> None:
+    for name in rule.fixed_sampling:
+        body.pop(name, None)
+    n = body.get("n")
+    if rule.single_choice and isinstance(n, int) and n > 1:
+        raise errors.InvalidRequest(
+            f"{provider}/{model} gives one choice per request; 'n' must be 1", param="n"
+        )
 
 
 def _check_response_format(

@@ -37,6 +37,9 @@ class LLMConfig:
     max_tokens: int | None
     max_reasoning_tokens: int | None
     enable_reasoner: bool
+    # The model wants its reasoning back on earlier tool-call messages (Kimi's thinking
+    # models refuse a history without it).
+    resend_reasoning: bool = False
 
 
 class Router:
@@ -138,6 +141,12 @@ class Router:
             max_tokens=max_tokens,
             max_reasoning_tokens=max_reasoning_tokens,
             enable_reasoner=enable_reasoner,
+            resend_reasoning=_resends_reasoning(route),
         )
         self._configs[key] = config
         return config
+
+
+def _resends_reasoning(route: Route) -> bool:
+    rule = route.client.spec.profile.rule_for(route.model)
+    return rule is not None and rule.resend_reasoning

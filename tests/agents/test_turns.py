@@ -309,3 +309,23 @@ def test_agent_deleted_mid_turn_ends_the_turn_with_not_found(
         ask(sdk, "hello?")
     assert gone.value.body["code"] == "model_not_found"  # type: ignore[index]
     assert rest.get("/v1/agents").json()["data"] == []
+
+
+def test_kimi_thinking_model_gets_its_reasoning_back_with_tool_calls(
+    agent_gateway: Callable[..., GatewayServer], upstream: FakeUpstream
+) -> None:
+    upstream.models = ["kimi-k2.6"]
+    gw = agent_gateway({"KIMI_API_KEY": "sk-kimi", "KIMI_BASE_URL": upstream.base_url})
+    with httpx2.Client(base_url=gw.url, timeout=30) as rest:
+        create(rest, model="kimi/kimi-k2.6", memory_blocks=[{"label": "human", "value": ""}])
+    call = {"name": "core_memory_append", "arguments": {"label": "human", "content": "tea"}}
+    upstream.script(
+        Reply.completion(tool_calls=[call], reasoning_content="Store the preference."),
+        Reply.completion(content="Noted."),
+    )
+    with openai.OpenAI(base_url=gw.base_url, api_key="x", max_retries=0) as sdk:
+        assert ask(sdk, "I like tea.").choices[0].message.content == "Noted."
+    # Moonshot refuses a thinking model's history whose tool-call messages lack it.
+    second = upstream.chat_requests[1].json["messages"]
+    assistant = next(m for m in second if m["role"] == "assistant")
+    assert assistant["tool_calls"] and assistant["reasoning_content"] == "Store the preference."
