@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from tests.fake_upstream import Reply
-from tests.support.chunks import frames
+from tests.support.chunks import chunk, frames
 
 MODEL = "openai/gpt-4o-mini"
 HELLO = [{"role": "user", "content": "hello"}]
@@ -17,18 +17,6 @@ HELLO = [{"role": "user", "content": "hello"}]
 
 def client(gateway, **kw) -> openai.OpenAI:
     return openai.OpenAI(base_url=gateway.base_url, api_key="gw-key", max_retries=0, **kw)
-
-
-def chunk(content=None, finish=None, **extra):
-    delta = {"content": content} if content is not None else {}
-    return {
-        "id": "c1",
-        "object": "chat.completion.chunk",
-        "created": 1,
-        "model": "gpt-4o-mini",
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        **extra,
-    }
 
 
 # -- happy paths -----------------------------------------------------------------

@@ -15,6 +15,7 @@ from gateway.observability.metrics import OTHER, Metrics
 from gateway.providers.base import CallRecord
 from tests.fake_upstream import Reply
 from tests.promtext import Samples, scrape, wait_for
+from tests.support.chunks import chunk
 
 CHAT = "/v1/chat/completions"
 LLM = {"provider": "openai", "model": "gpt-4o-mini"}
@@ -30,17 +31,6 @@ def ask(client: openai.OpenAI, **kwargs: Any) -> Any:
     return client.chat.completions.create(
         model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], **kwargs
     )
-
-
-def chunk(content: str | None, finish: str | None = None) -> dict[str, Any]:
-    delta = {"content": content} if content is not None else {}
-    return {
-        "id": "c1",
-        "object": "chat.completion.chunk",
-        "created": 0,
-        "model": "gpt-4o-mini",
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
 
 
 def test_counts_after_json_stream_retry_and_errors(gateway, upstream, client):

@@ -24,6 +24,7 @@ from gateway.providers.base import CallRecord
 from gateway.settings import ConfigError
 from tests.fake_upstream import Reply
 from tests.gateway_server import GatewayProcess, _clean_env
+from tests.support.chunks import chunk
 
 CHAT = "/v1/chat/completions"
 SECRET_CONTENT = "the secret plan for tuesday"
@@ -89,11 +90,6 @@ def test_served_gateway_writes_one_json_line_per_request(gateway_env, gateway_co
     assert rejected["route"] == CHAT and "provider" not in rejected
     for secret in ("gw-secret-key", "sk-upstream-secret", SECRET_CONTENT, "echo:", "Bearer"):
         assert secret not in output
-
-
-def chunk(content: str) -> dict:
-    choice = {"index": 0, "delta": {"content": content}, "finish_reason": None}
-    return {"id": "c", "object": "chat.completion.chunk", "created": 0, "choices": [choice]}
 
 
 def test_log_line_reports_retries_and_a_broken_stream(gateway, upstream, caplog, capsys):

@@ -27,12 +27,7 @@ from gateway.wire.openai_chat import (
     reply_of,
     usage_of,
 )
-
-
-def chunk(delta: dict[str, Any] | None = None, finish: str | None = None, **extra: Any) -> dict:
-    choice = {"index": 0, "delta": delta or {}, "finish_reason": finish}
-    base = {"id": "c1", "object": "chat.completion.chunk", "created": 7, "model": "m"}
-    return {**base, "choices": [choice], **extra}
+from tests.support.chunks import chunk
 
 
 def decode(*chunks: dict[str, Any]) -> list[StreamEvent]:
@@ -101,14 +96,14 @@ def test_usage_details_openai_style():
 
 def test_stream_reasoning_text_and_finish_with_openai_trailing_usage():
     events = decode(
-        chunk({"role": "assistant", "content": ""}),
-        chunk({"reasoning_content": "hmm"}),
-        chunk({"content": "Hi"}),
-        chunk({}, "stop"),
+        chunk(delta={"role": "assistant", "content": ""}),
+        chunk(delta={"reasoning_content": "hmm"}),
+        chunk(delta={"content": "Hi"}),
+        chunk(None, "stop"),
         chunk(choices=[], usage={"prompt_tokens": 5, "completion_tokens": 1}),
     )
     assert events == [
-        Start("c1", "m", 7),
+        Start("c1", "gpt-4o-mini", 0),
         ReasoningDelta("hmm"),
         TextDelta("Hi"),
         Finish("stop", Usage(5, 1)),
@@ -116,9 +111,9 @@ def test_stream_reasoning_text_and_finish_with_openai_trailing_usage():
 
 
 def test_stream_with_moonshot_usage_inside_the_finish_choice():
-    finish = chunk({}, "stop")
+    finish = chunk(None, "stop")
     finish["choices"][0]["usage"] = {"prompt_tokens": 9, "completion_tokens": 3}
-    events = decode(chunk({"content": "x"}), finish)
+    events = decode(chunk(delta={"content": "x"}), finish)
     assert events[-1] == Finish("stop", Usage(9, 3))
 
 
@@ -130,11 +125,11 @@ def test_fragmented_tool_calls_become_tool_call_deltas():
         "function": {"name": "get", "arguments": ""},
     }
     events = decode(
-        chunk({"tool_calls": [first]}),
-        chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"a":'}}]}),
-        chunk({"tool_calls": [{"index": 0, "function": {"arguments": "1}"}}]}),
-        chunk({"tool_calls": [{"index": 1, "id": "call_2", "function": {"name": "put"}}]}),
-        chunk({}, "tool_calls"),
+        chunk(delta={"tool_calls": [first]}),
+        chunk(delta={"tool_calls": [{"index": 0, "function": {"arguments": '{"a":'}}]}),
+        chunk(delta={"tool_calls": [{"index": 0, "function": {"arguments": "1}"}}]}),
+        chunk(delta={"tool_calls": [{"index": 1, "id": "call_2", "function": {"name": "put"}}]}),
+        chunk(None, "tool_calls"),
     )
     deltas = [e for e in events if isinstance(e, ToolCallDelta)]
     assert deltas == [
@@ -148,14 +143,14 @@ def test_fragmented_tool_calls_become_tool_call_deltas():
 
 def test_error_object_in_a_stream_raises_the_mapped_error():
     decoder = ChunkDecoder("kimi")
-    decoder.feed(chunk({"content": "x"}))
+    decoder.feed(chunk(delta={"content": "x"}))
     with pytest.raises(errors.UpstreamUnavailable) as caught:
         decoder.feed({"error": {"message": "boom", "code": "server_error"}})
     assert caught.value.code == "server_error"
 
 
 def test_no_finish_reason_no_finish_event():
-    assert decode(chunk({"content": "x"})) == [Start("c1", "m", 7), TextDelta("x")]
+    assert decode(chunk(delta={"content": "x"})) == [Start("c1", "gpt-4o-mini", 0), TextDelta("x")]
 
 
 def frames(data: bytes) -> list[Any]:

@@ -11,34 +11,16 @@ import pytest
 
 from tests.agents.conftest import create, history
 from tests.fake_upstream import FakeUpstream, Reply
+from tests.support.chunks import chunk
 
 PIECES = ["The ", "answer ", "is ", "forty-", "two."]
 
 
-def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-up",
-        "object": "chat.completion.chunk",
-        "created": 0,
-        "model": "gpt-4o-mini",
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
-
-
 def slow_stream(delay: float = 0.0, cut_after: int | None = None) -> Reply:
-    events: list[Any] = [chunk({"role": "assistant", "content": ""})]
-    events += [chunk({"content": p}) for p in PIECES]
-    events += [
-        chunk({}, "stop"),
-        {
-            "id": "chatcmpl-up",
-            "object": "chat.completion.chunk",
-            "created": 0,
-            "model": "gpt-4o-mini",
-            "choices": [],
-            "usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16},
-        },
-    ]
+    events: list[Any] = [chunk(delta={"role": "assistant", "content": ""})]
+    events += [chunk(p) for p in PIECES]
+    usage = {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16}
+    events += [chunk(None, "stop"), chunk(choices=[], usage=usage)]
     return Reply.sse(events, delay=delay, cut_after=cut_after)
 
 
