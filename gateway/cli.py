@@ -1,4 +1,4 @@
-"""The `gateway` command: serve, models, check (and, as they land, mcp and agents)."""
+"""The `gateway` command: serve, models, check, mcp, and the `agents` and `keys` groups."""
 
 from __future__ import annotations
 

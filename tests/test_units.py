@@ -1,4 +1,4 @@
-"""Pure functions: handle parsing, retry policy, error mapping, Kimi profile."""
+"""Pure functions: handle parsing, retry policy, error mapping."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from gateway import errors
 from gateway.providers.retry import RetryPolicy, parse_retry_after
-from gateway.routing.handles import parse_handle
+from gateway.routing.handles import agent_handle, agent_name, parse_handle
 
 
 @pytest.mark.parametrize(
@@ -98,3 +98,10 @@ def test_error_body_shape():
             "code": "invalid_value",
         }
     }
+
+
+def test_agent_handles_are_matched_in_one_place():
+    assert agent_name("agent/ada") == "ada"
+    assert agent_name("agent/") == ""
+    assert agent_name("kimi/agent/x") is None and agent_name("agentx") is None
+    assert agent_handle("ada") == "agent/ada"

@@ -3,7 +3,8 @@
 Inputs are strict pydantic models (a REST body or an MCP argument never gets coerced
 from `"5"` to `5`); a validation failure becomes one `InvalidRequest` whose `param`
 names the field the way a client wrote it (`memory_blocks[1].value`). Records are
-plain dataclasses with one `to_api()` each, so every facade renders the same shape.
+plain dataclasses; `to_api()` is their REST shape (the MCP tools build their
+structured results from the same records).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The agent store's tables, as SQLAlchemy Core; the migrations create exactly these.
 
-`tests/test_agents_store.py` checks that the migrations and this module agree.
+`tests/agents/test_units.py` checks that the migrations and this module agree.
 """
 
 from __future__ import annotations
