@@ -32,11 +32,15 @@ def test_get_one_model_by_handle_with_slash(gateway):
 
 
 def test_kimi_keeps_only_its_ids_and_falls_back_when_listing_fails(make_gateway, upstream):
-    upstream.models = ["kimi-k2-0905-preview", "moonshot-v1-8k", "whisper-1", "kimi-k2.6"]
+    upstream.models = [
+        "kimi-k2-0905-preview", "moonshot-v1-8k", "whisper-1", "kimi-k2.6", "kimi-k2.9-new"
+    ]  # fmt: skip
     gateway = make_gateway({"KIMI_API_KEY": "sk-kimi", "KIMI_BASE_URL": upstream.base_url})
-    ids = {m.id for m in sdk(gateway).models.list()}
-    assert {"kimi/kimi-k2-0905-preview", "kimi/moonshot-v1-8k", "kimi/kimi-k2.6"} <= ids
-    assert "kimi/whisper-1" not in ids
+    live = {m.id: m.model_extra.get("context_window") for m in sdk(gateway).models.list()}
+    assert {"kimi/kimi-k2-0905-preview", "kimi/moonshot-v1-8k", "kimi/kimi-k2.6"} <= live.keys()
+    assert "kimi/whisper-1" not in live
+    # Windows: known ids (current or older), and a new K2.x id by its family.
+    assert live["kimi/kimi-k2-0905-preview"] == live["kimi/kimi-k2.9-new"] == 262144
 
     upstream.script_models(*[Reply.error(503)] * 4)
     fresh = make_gateway(
@@ -47,11 +51,13 @@ def test_kimi_keeps_only_its_ids_and_falls_back_when_listing_fails(make_gateway,
         }
     )
     models = {m.id: m.model_extra.get("context_window") for m in sdk(fresh).models.list()}
-    assert models["kimi/kimi-k2-0905-preview"] == 262144
+    # The fallback is today's lineup: no discontinued preview ids.
+    assert models["kimi/kimi-k2.6"] == models["kimi/kimi-k2.5"] == 262144
     assert models["kimi/moonshot-v1-8k"] == 8192
-    assert len(models) == 8
+    assert "kimi/kimi-k2-0905-preview" not in models and len(models) == 5
     # With only the fallback list, an unlisted id is left for the upstream to judge.
-    assert sdk(fresh).chat.completions.create(model="kimi/kimi-k2.6", messages=HELLO)
+    reply = sdk(fresh).chat.completions.create(model="kimi/kimi-k2-0905-preview", messages=HELLO)
+    assert reply.choices[0].message.content == "echo: hi"
 
 
 async def test_concurrent_misses_make_one_upstream_list_call(gateway, upstream):
