@@ -21,6 +21,7 @@ from gateway.http.asgi import error_bytes
 from gateway.http.chat import ChatCompletions
 from gateway.http.health import healthz, readyz
 from gateway.http.identity import me
+from gateway.http.messages import CountTokens, Messages
 from gateway.http.metrics import metrics
 from gateway.http.middleware import GatewayMiddleware
 from gateway.http.models import get_model, list_models
@@ -85,6 +86,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     chat_route = Route(CHAT_PATH, ChatCompletions(), methods=["POST"])
     routes = [
         chat_route,
+        Route("/v1/messages", Messages(), methods=["POST"]),
+        Route("/v1/messages/count_tokens", CountTokens(), methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/me", me, methods=["GET"]),
         Route("/v1/models/{handle:path}", get_model, methods=["GET"]),

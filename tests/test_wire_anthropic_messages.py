@@ -23,7 +23,7 @@ from gateway.wire.anthropic_messages import (
     to_internal,
     to_message,
 )
-from gateway.wire.anthropic_messages_sse import MessageStream
+from gateway.wire.anthropic_messages_sse import MessageStream, error_frame
 from gateway.wire.internal import (
     Completion,
     Finish,
@@ -452,7 +452,7 @@ def test_stream_length_and_error_frame() -> None:
     stream = MessageStream("m")
     stream.feed(Start("c", "m", 0))
     stream.feed(TextDelta("partial"))
-    raw = stream.error(errors.UpstreamUnavailable("closed mid-stream"))
+    raw = error_frame(errors.UpstreamUnavailable("closed mid-stream"))
     assert frames(raw) == [
         ("error", {"type": "error", "error": {"type": "api_error", "message": "closed mid-stream"}})
     ]

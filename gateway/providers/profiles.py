@@ -61,6 +61,11 @@ class Profile:
     list_builtin_aliases: bool = False
     # The context window of ids with this prefix that no list names: (prefix, tokens).
     family_window: tuple[str, int] | None = None
+    # Ids (by prefix) that take OpenAI's `reasoning_effort`, so Anthropic's `thinking`
+    # budget can become one; other models get no reasoning knob at all.
+    reasoning_effort_prefixes: tuple[str, ...] = ()
+    # The upstream's prompt token counter (Moonshot's), relative to the base URL.
+    token_count_path: str | None = None
 
     def default_window(self, model: str) -> int | None:
         family = self.family_window
@@ -87,6 +92,7 @@ OPENAI = Profile(
             "o3-mini": 200000,
         }
     ),
+    reasoning_effort_prefixes=("o1", "o3", "o4", "gpt-5"),
 )
 
 KIMI = Profile(
@@ -145,6 +151,7 @@ KIMI = Profile(
     min_temperature_multi_choice=0.3,
     tool_choice_required="reject",
     json_schema_prefixes=("kimi-k2",),
+    token_count_path="/tokenizers/estimate-token-count",
 )
 
 OPENAI_COMPATIBLE = Profile(type="openai-compatible")

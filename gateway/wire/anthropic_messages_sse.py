@@ -35,6 +35,11 @@ def frame(name: str, data: dict[str, Any]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
+def error_frame(error: errors.GatewayError, request_id: str | None = None) -> bytes:
+    """The frame that ends a started stream which failed."""
+    return b"event: error\ndata: " + error_bytes(error, request_id) + b"\n\n"
+
+
 class MessageStream:
     """One reply's translation state; `model` is the model the client asked for."""
 
@@ -64,11 +69,6 @@ class MessageStream:
         if isinstance(event, Finish):
             return self._finish(event)
         return b""
-
-    def error(self, error: errors.GatewayError, request_id: str | None = None) -> bytes:
-        """The frame that ends a started stream which failed."""
-        self.finished = True
-        return b"event: error\ndata: " + error_bytes(error, request_id) + b"\n\n"
 
     # -- events ------------------------------------------------------------------------
 
