@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fake_upstream import FakeUpstream, Reply, RequestRecord
+from tests.fake_upstream import FakeUpstream, Reply, RequestRecord, fake_token_count
 
 KEY = "sk-ant-fake-secret"
 USAGE = {"input_tokens": 7, "output_tokens": 3}
@@ -186,6 +186,7 @@ class FakeAnthropic(FakeUpstream):
     """``with FakeAnthropic() as fake:``; ``fake.script(...)`` queues Messages replies."""
 
     chat_path = "/v1/messages"
+    count_path = "/v1/messages/count_tokens"
 
     def __init__(self, models: list[str] | None = None, api_key: str = KEY) -> None:
         super().__init__(models or ["claude-sonnet-4-5-20250929", "claude-haiku-4-5-20251001"])
@@ -218,6 +219,12 @@ class FakeAnthropic(FakeUpstream):
                 "last_id": self.models[-1],
             }
         )
+
+    async def _default_count(self, request: web.Request, record: RequestRecord):
+        reply = self._auth_error(record) or Reply.json(
+            {"input_tokens": fake_token_count(record.json)}
+        )
+        return await reply.respond(request, record)
 
     async def _default_chat(self, request: web.Request, record: RequestRecord):
         reply = self._auth_error(record)

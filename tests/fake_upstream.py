@@ -3,7 +3,8 @@
 ``FakeUpstream`` is a real ``aiohttp.web`` server on 127.0.0.1 (an ephemeral
 port), run by a background thread with its own event loop, so sync and async
 tests can both point real HTTP clients at ``fake.base_url``. It serves
-``GET /v1/models`` and ``POST /v1/chat/completions`` (JSON or SSE), records
+``GET /v1/models``, ``POST /v1/chat/completions`` (JSON or SSE) and Moonshot's
+``POST /v1/tokenizers/estimate-token-count`` (see ``fake_token_count``), records
 every request, and answers from queues of scripted ``Reply`` objects, falling
 back to an echo of the last user message (or the model list) when a queue is empty.
 """
@@ -108,6 +109,18 @@ def echo_text(body: Any) -> str:
                 )
             return "echo: " + (content if isinstance(content, str) else "")
     return "echo: "
+
+
+def fake_token_count(body: Any) -> int:
+    """The fakes' token count: one per word of the messages' text, plus 3 per message."""
+    messages = body.get("messages") if isinstance(body, dict) else None
+    total = 0
+    for message in messages if isinstance(messages, list) else []:
+        content = message.get("content") if isinstance(message, dict) else None
+        parts = content if isinstance(content, list) else [{"text": content}]
+        words = sum(len(str(p.get("text") or "").split()) for p in parts if isinstance(p, dict))
+        total += 3 + words
+    return total
 
 
 class Reply:
@@ -351,6 +364,8 @@ class FakeUpstream:
 
     # Where chat requests go; a fake of another wire protocol overrides it.
     chat_path = "/v1/chat/completions"
+    # Where prompt tokens are counted (Moonshot's estimate endpoint); likewise.
+    count_path = "/v1/tokenizers/estimate-token-count"
 
     def __init__(self, models: list[str] | None = None) -> None:
         self.models: list[str] = list(models) if models is not None else ["fake-model"]
@@ -392,6 +407,10 @@ class FakeUpstream:
     @property
     def chat_requests(self) -> list[RequestRecord]:
         return [r for r in self.requests if r.path == self.chat_path]
+
+    @property
+    def count_requests(self) -> list[RequestRecord]:
+        return [r for r in self.requests if r.path == self.count_path]
 
     @property
     def models_requests(self) -> list[RequestRecord]:
@@ -455,6 +474,7 @@ class FakeUpstream:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/v1/models", self._route(self._models_script, self._default_models))
         app.router.add_post(self.chat_path, self._route(self._chat_script, self._default_chat))
+        app.router.add_post(self.count_path, self._route(None, self._default_count))
         app.router.add_route("*", "/{tail:.*}", self._route(None, self._not_found))
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2, handle_signals=False)
         try:
@@ -505,6 +525,10 @@ class FakeUpstream:
             return await Reply.completion().respond(request, record)
         reply = Reply.error(400, "body is not a JSON object", code="invalid_json")
         return await reply.respond(request, record)
+
+    async def _default_count(self, request: Req, record: RequestRecord) -> Resp:
+        """Moonshot's `{model, messages}` → `{"data": {"total_tokens": N}}`."""
+        return web.json_response({"data": {"total_tokens": fake_token_count(record.json)}})
 
     async def _not_found(self, request: Req, record: RequestRecord) -> Resp:
         msg = f"fake upstream has no route {request.method} {request.path}"
