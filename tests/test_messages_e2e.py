@@ -280,3 +280,23 @@ def test_stream_error_frame_on_the_wire(gateway, upstream):
     assert reply.status_code == 200
     assert text.startswith("event: message_start\n")
     assert text.rstrip().split("\n\n")[-1].startswith('event: error\ndata: {"type":"error"')
+
+
+def test_thinking_becomes_reasoning_effort_only_where_the_model_takes_it(client, gateway, upstream):
+    upstream.models.append("o3-mini")
+    api = client(gateway)
+    thinking = {"type": "enabled", "budget_tokens": 2048}
+    for model in ("openai/o3-mini", MODEL):
+        api.messages.create(model=model, max_tokens=4096, messages=HELLO, thinking=thinking)
+    reasoning, plain = (r.json for r in upstream.chat_requests)
+    assert reasoning["reasoning_effort"] == "low"
+    assert "reasoning_effort" not in plain and "thinking" not in plain
+
+
+def test_tools_only_anthropic_runs_are_dropped_and_named(client, gateway, upstream):
+    tools = [WEATHER, {"type": "web_search_20250305", "name": "web_search", "max_uses": 2}]
+    reply = client(gateway).messages.with_raw_response.create(
+        model=MODEL, max_tokens=8, messages=HELLO, tools=tools
+    )
+    assert reply.headers["x-gateway-dropped-tools"] == "web_search"
+    assert [t["function"]["name"] for t in upstream.chat_requests[0].json["tools"]] == ["weather"]

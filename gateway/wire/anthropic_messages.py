@@ -35,10 +35,6 @@ _EFFORTS = ((4096, "low"), (16384, "medium"))
 # An image is ~width·height/750 tokens and Anthropic scales images to ~1.15 megapixels;
 # without decoding it, the largest count is the honest estimate.
 IMAGE_TOKENS = 1600
-# Anthropic-defined tool types a translation can carry: the custom (client) tool.
-# Every other type (web_search_*, bash_*, text_editor_*, tool_search_*, mcp_toolset, …)
-# is run or defined by Anthropic itself, and no other provider can honour it.
-_CUSTOM_TOOL_TYPES = frozenset({None, "custom"})
 
 
 @dataclass(frozen=True)
@@ -280,10 +276,17 @@ def _tools(body: dict[str, Any], out: dict[str, Any], traits: Traits) -> None:
 def _tool(tool: Any) -> dict[str, Any] | None:
     """An OpenAI function tool, or None for a tool only Anthropic can run.
 
+    Only the custom (client) tool, with no type or type "custom", translates: every
+    other type (web_search_*, bash_*, text_editor_*, tool_search_*, mcp_toolset, …) is
+    run or defined by Anthropic itself, and no other provider can honour it.
+
     `defer_loading` (Anthropic's tool search loads such tools on demand) is ignored:
     without that server-side search, the model can use a tool only if it sees it.
     """
-    if not isinstance(tool, dict) or tool.get("type") not in _CUSTOM_TOOL_TYPES:
+    if not isinstance(tool, dict):
+        return None
+    kind = tool.get("type")
+    if kind is not None and kind != "custom":
         return None
     name = tool.get("name")
     if not isinstance(name, str) or not name:
