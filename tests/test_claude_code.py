@@ -108,6 +108,7 @@ def test_claude_code_tool_round_trip_on_kimi(make_gateway, tmp_path):
         # Its system prompt and environment stay system instructions, never a user turn.
         roles = [m["role"] for m in request["messages"]]
         assert roles[0] == "system" and "system" not in roles[1:]
+        assert "x-anthropic-billing-header" not in request["messages"][0]["content"]
         assert any(
             "What is in secret.txt?" in str(m["content"])
             for m in request["messages"]

@@ -59,8 +59,12 @@ def test_minimal_request() -> None:
     }
 
 
-def test_system_blocks_joined_and_cache_control_dropped() -> None:
+def test_system_blocks_joined_cache_control_and_billing_header_dropped() -> None:
     system = [
+        {
+            "type": "text",
+            "text": "x-anthropic-billing-header: cc_version=2.1.197; cc_entrypoint=cli;",
+        },
         {"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}},
         {"type": "text", "text": "Be brief."},
     ]

@@ -35,6 +35,7 @@ _EFFORTS = ((4096, "low"), (16384, "medium"))
 # An image is ~width·height/750 tokens and Anthropic scales images to ~1.15 megapixels;
 # without decoding it, the largest count is the honest estimate.
 IMAGE_TOKENS = 1600
+_BILLING_HEADER = "x-anthropic-billing-header:"
 
 
 @dataclass(frozen=True)
@@ -241,12 +242,23 @@ def _assistant_message(content: Any) -> dict[str, Any]:
 
 
 def _text_of(content: Any) -> str:
-    """A system prompt or system message: a string, or text blocks (cache hints dropped)."""
+    """A system prompt or system message: a string, or text blocks (cache hints dropped).
+
+    Claude Code's first system block is billing metadata for Anthropic
+    (`x-anthropic-billing-header: cc_version=…`), not an instruction: another model
+    would only read it, and a new Claude Code version would change the prompt's prefix.
+    """
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
         return ""
-    texts = [b["text"] for b in content if isinstance(b, dict) and isinstance(b.get("text"), str)]
+    texts = [
+        b["text"]
+        for b in content
+        if isinstance(b, dict)
+        and isinstance(b.get("text"), str)
+        and not b["text"].startswith(_BILLING_HEADER)
+    ]
     return "\n\n".join(texts)
 
 
