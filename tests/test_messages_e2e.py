@@ -124,7 +124,8 @@ def test_stream_tool_call_fragments_arrive_as_tool_use_blocks(client, gateway, u
 def test_tool_round_trip(client, gateway, upstream):
     upstream.script(
         Reply.completion(
-            tool_calls=[{"id": "call_9", "name": "weather", "arguments": {"city": "Rome"}}]
+            tool_calls=[{"id": "call_9", "name": "weather", "arguments": {"city": "Rome"}}],
+            reasoning_content="Rome: call the tool.",
         ),
         Reply.completion("Sunny in Rome."),
     )
@@ -132,6 +133,8 @@ def test_tool_round_trip(client, gateway, upstream):
     messages: list = [{"role": "user", "content": "Weather in Rome?"}]
     first = api.messages.create(model=MODEL, max_tokens=64, messages=messages, tools=[WEATHER])
     assert first.stop_reason == "tool_use"
+    assert first.content[0].type == "thinking"
+    assert first.content[0].thinking == "Rome: call the tool."
     use = first.content[-1]
     assert use.type == "tool_use" and use.input == {"city": "Rome"}
     messages += [
@@ -147,6 +150,7 @@ def test_tool_round_trip(client, gateway, upstream):
     assert second.content[0].text == "Sunny in Rome."
     sent = upstream.chat_requests[1].json
     assert sent["messages"][1]["tool_calls"][0]["id"] == "call_9"
+    assert sent["messages"][1]["reasoning_content"] == "Rome: call the tool."
     assert sent["messages"][2] == {
         "role": "tool",
         "tool_call_id": "call_9",
