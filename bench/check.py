@@ -8,7 +8,7 @@ from __future__ import annotations
 import http.client
 import json
 
-from common import chat_body
+from common import MESSAGES_PATH, chat_body, messages_body
 from upstream import REPLY_TEXT
 
 
@@ -78,6 +78,47 @@ def check_sse(port: int, path: str, model: str, headers: dict[str, str]) -> str 
 def smoke(port: int, path: str, model: str, headers: dict[str, str]) -> str | None:
     """None when the target relays both kinds correctly, else what went wrong."""
     try:
+        if path == MESSAGES_PATH:
+            return check_messages_json(port, path, model, headers) or check_messages_sse(
+                port, path, model, headers
+            )
         return check_json(port, path, model, headers) or check_sse(port, path, model, headers)
     except (OSError, http.client.HTTPException) as exc:
         return f"{type(exc).__name__}: {exc}"
+
+
+def check_messages_json(port: int, path: str, model: str, headers: dict[str, str]) -> str | None:
+    status, _, raw = _post(port, path, messages_body(model, False), headers)
+    if status != 200:
+        return f"JSON request got {status}: {raw[:200]!r}"
+    try:
+        reply = json.loads(raw)
+        text = "".join(b["text"] for b in reply["content"] if b["type"] == "text")
+    except (ValueError, KeyError, TypeError):
+        return f"JSON reply is not a message: {raw[:200]!r}"
+    if text != REPLY_TEXT:
+        return f"message text {text!r} != upstream's {REPLY_TEXT!r}"
+    if not isinstance(reply.get("usage"), dict) or reply.get("stop_reason") != "end_turn":
+        return "message has no usage or no stop_reason end_turn"
+    return None
+
+
+def check_messages_sse(port: int, path: str, model: str, headers: dict[str, str]) -> str | None:
+    status, ctype, raw = _post(port, path, messages_body(model, True), headers)
+    if status != 200 or not ctype.startswith("text/event-stream"):
+        return f"stream request got {status} ({ctype}): {raw[:200]!r}"
+    try:
+        events = [json.loads(e) for e in sse_events(raw)]
+    except ValueError:
+        return "stream has a non-JSON event"
+    if not events or events[-1].get("type") != "message_stop":
+        return "stream does not end with message_stop"
+    text = "".join(
+        e["delta"].get("text", "") for e in events if e.get("type") == "content_block_delta"
+    )
+    if text != REPLY_TEXT:
+        return f"streamed text {text!r} != upstream's {REPLY_TEXT!r}"
+    delta = next((e for e in events if e.get("type") == "message_delta"), None)
+    if delta is None or not delta.get("usage", {}).get("output_tokens"):
+        return "stream has no message_delta with usage"
+    return None

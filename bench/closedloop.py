@@ -19,7 +19,7 @@ import time
 import aiohttp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import ClosedLoopResult, chat_body, emit, percentile
+from common import ClosedLoopResult, emit, percentile, request_body
 
 
 async def worker(
@@ -47,7 +47,7 @@ async def worker(
 
 
 async def run(args: argparse.Namespace) -> ClosedLoopResult:
-    body = chat_body(args.model, args.stream)
+    body = request_body(args.url, args.model, args.stream)
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {args.api_key}"}
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
     timeout = aiohttp.ClientTimeout(total=10)

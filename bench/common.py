@@ -14,6 +14,30 @@ USER_PROMPT = "Say hello to the benchmark in one short sentence."
 RESULT_PREFIX = "BENCH_JSON "
 
 
+MESSAGES_PATH = "/v1/messages"
+
+
+def request_body(url: str, model: str, stream: bool) -> bytes:
+    """The body for the API at `url`: the same small request in its wire format."""
+    if url.endswith(MESSAGES_PATH):
+        return messages_body(model, stream)
+    return chat_body(model, stream)
+
+
+def messages_body(model: str, stream: bool) -> bytes:
+    """The chat request below as the Anthropic SDK sends it to `/v1/messages`."""
+    body: dict[str, Any] = {
+        "model": model,
+        "system": SYSTEM_PROMPT,
+        "messages": [{"role": "user", "content": USER_PROMPT}],
+        "max_tokens": 64,
+        "temperature": 0.2,
+    }
+    if stream:
+        body["stream"] = True
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
 def chat_body(model: str, stream: bool) -> bytes:
     """A realistic small request, as an OpenAI SDK sends it."""
     body: dict[str, Any] = {

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import ClosedLoopResult, OpenLoopResult, chat_body, parse_emitted
+from common import ClosedLoopResult, OpenLoopResult, parse_emitted, request_body
 from procs import isolation, pinned
 
 HERE = Path(__file__).resolve().parent
@@ -58,8 +58,9 @@ def ensure_wrk(allow_install: bool, log: list[str]) -> str | None:
     return None
 
 
-def write_lua(path: Path, model: str, stream: bool, api_key: str) -> Path:
-    path.write_text(WRK_LUA.format(body=chat_body(model, stream).decode(), api_key=api_key))
+def write_lua(path: Path, url: str, model: str, stream: bool, api_key: str) -> Path:
+    body = request_body(url, model, stream).decode()
+    path.write_text(WRK_LUA.format(body=body, api_key=api_key))
     return path
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import aiohttp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import OpenLoopResult, chat_body, emit, percentile
+from common import OpenLoopResult, emit, percentile, request_body
 
 
 @dataclass
@@ -45,24 +45,32 @@ def first_content_seen(buffer: bytes) -> bool:
                 for choice in chunk.get("choices") or []:
                     if (choice.get("delta") or {}).get("content"):
                         return True
+                # Anthropic's Messages events.
+                if chunk.get("type") == "content_block_delta":
+                    if (chunk.get("delta") or {}).get("text"):
+                        return True
             except (ValueError, AttributeError, TypeError):
                 continue
     return False
 
 
-async def read_stream(resp: aiohttp.ClientResponse, t0: float) -> tuple[float | None, bytes]:
-    """Read an SSE body to the end; return (TTFT, the last bytes)."""
+async def read_stream(resp: aiohttp.ClientResponse, t0: float) -> tuple[float | None, bool]:
+    """Read an SSE body to the end; return (TTFT, whether it ended as a stream should:
+    `[DONE]`, or Anthropic's `message_stop` event)."""
     ttft: float | None = None
     buffer = b""
     tail = b""
+    done = False
     async for piece in resp.content.iter_any():
         if ttft is None:
             buffer += piece
             if first_content_seen(buffer):
                 ttft = time.perf_counter() - t0
                 buffer = b""
-        tail = (tail + piece)[-64:]
-    return ttft, tail
+        window = tail + piece
+        done = done or b"data: [DONE]" in window or b"event: message_stop" in window
+        tail = window[-64:]
+    return ttft, done
 
 
 async def one_request(
@@ -72,14 +80,13 @@ async def one_request(
     try:
         async with session.post(url, data=body) as resp:
             if stream:
-                ttft, tail = await read_stream(resp, t0)
-                done = b"[DONE]" in tail
+                ttft, done = await read_stream(resp, t0)
             else:
                 await resp.read()
                 ttft, done = None, True
             latency = time.perf_counter() - t0
             if resp.status != 200 or not done:
-                return Sample(False, latency, error=f"status {resp.status}, [DONE] seen: {done}")
+                return Sample(False, latency, error=f"status {resp.status}, end seen: {done}")
             if stream and ttft is None:
                 return Sample(False, latency, error="stream had no content delta")
             return Sample(True, latency, ttft)
@@ -128,7 +135,7 @@ def summarize(samples: list[Sample], max_lag: float) -> OpenLoopResult:
 
 
 async def run(args: argparse.Namespace) -> OpenLoopResult:
-    body = chat_body(args.model, args.stream)
+    body = request_body(args.url, args.model, args.stream)
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {args.api_key}"}
     timeout = aiohttp.ClientTimeout(total=args.timeout)
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60)

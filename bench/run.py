@@ -7,6 +7,8 @@ proxy under test pinned to the other, and measures every target in the same run:
   bare       bare ASGI + aiohttp pass-through (the ceiling)
   starlette  Starlette + aiohttp pass-through (the reference for the ratio)
   gateway    python -m gateway serve, one worker
+  messages   the same gateway on /v1/messages (the request in Anthropic's Messages API,
+             translated to and from the OpenAI upstream)
   extras     any command given with --extra NAME=COMMAND (e.g. LiteLLM, see litellm.sh)
 
 Scenarios: closed loop with wrk (JSON at C=32, SSE at C=32, JSON at C=256 against a
@@ -43,10 +45,10 @@ sys.path.insert(0, str(HERE))
 import loadgen  # noqa: E402
 import procs  # noqa: E402
 from check import smoke  # noqa: E402
-from common import ClosedLoopResult, OpenLoopResult, median  # noqa: E402
+from common import MESSAGES_PATH, ClosedLoopResult, OpenLoopResult, median  # noqa: E402
 
 CHAT_PATH = "/v1/chat/completions"
-BUILTIN = ["upstream", "bare", "starlette", "gateway", "gateway-vkey"]
+BUILTIN = ["upstream", "bare", "starlette", "gateway", "gateway-vkey", "messages"]
 # The virtual key of the gateway-vkey target: limits it never reaches, so every request
 # runs the whole check (admission and charge, one Redis script each) and is admitted.
 VKEY_LIMITS = {"rpm": 2**31 - 1, "tpm": 2**31 - 1, "max_budget_usd": 1e9, "budget_period": "daily"}
@@ -81,6 +83,7 @@ class Target:
     runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # The key its clients send, when not the bench's client key (a virtual key).
     key: str | None = None
+    path: str = CHAT_PATH  # the API route the load goes to
 
 
 def acquire_lock(path: Path, timeout: float) -> TextIO:
@@ -193,6 +196,12 @@ def make_targets(bench: Bench) -> list[Target]:
         targets.append(gateway_target(bench))
     if "gateway-vkey" in only:
         targets.append(vkey_target(bench))
+    if "messages" in only:
+        # Its own process, so its CPU time is its own; idle while the others run.
+        messages = gateway_target(bench, "messages")
+        messages.label = "gateway /v1/messages"
+        messages.path = MESSAGES_PATH
+        targets.append(messages)
     for spec in args.extra:
         name, _, command = spec.partition("=")
         if name and command and (not args.only or name in only or "extra" in only):
@@ -204,8 +213,8 @@ def make_targets(bench: Bench) -> list[Target]:
     return targets
 
 
-def gateway_target(bench: Bench) -> Target:
-    data_dir = bench.workdir / "gateway-data"
+def gateway_target(bench: Bench, name: str = "gateway") -> Target:
+    data_dir = bench.workdir / f"{name}-data"
     data_dir.mkdir(exist_ok=True)
     env = {
         **base_env(),
@@ -229,7 +238,7 @@ def gateway_target(bench: Bench) -> Target:
         "{port}",
     ]
     return Target(
-        "gateway", "gateway (1 worker)", "openai/gpt-4o-mini", argv, env, bench.workdir, "/healthz"
+        name, "gateway (1 worker)", "openai/gpt-4o-mini", argv, env, bench.workdir, "/healthz"
     )
 
 
@@ -289,7 +298,7 @@ def start_target(bench: Bench, target: Target) -> None:
             return
         if target.name == "gateway-vkey":
             target.key = create_virtual_key(target.port)
-    why = smoke(target.port, CHAT_PATH, target.model, bench.client_headers(target))
+    why = smoke(target.port, target.path, target.model, bench.client_headers(target))
     if why is not None:
         target.failure = f"failed the smoke check ({why})"
         log(f"{target.name}: {target.failure}")
@@ -313,11 +322,11 @@ def closed_loop(
     bench: Bench, target: Target, scenario: Scenario, duration: float
 ) -> ClosedLoopResult:
     assert target.port is not None
-    url = f"http://127.0.0.1:{target.port}{CHAT_PATH}"
+    url = f"http://127.0.0.1:{target.port}{target.path}"
     if bench.wrk:
         lua = bench.workdir / f"{target.name}-{'sse' if scenario.stream else 'json'}.lua"
         if not lua.exists():
-            loadgen.write_lua(lua, target.model, scenario.stream, bench.api_key(target))
+            loadgen.write_lua(lua, url, target.model, scenario.stream, bench.api_key(target))
         return loadgen.run_wrk(
             bench.wrk, url, lua, scenario.connections, duration, bench.args.load_cpu
         )
@@ -352,7 +361,7 @@ def measure_closed(bench: Bench, target: Target, scenario: Scenario) -> dict[str
 
 def measure_open(bench: Bench, target: Target, scenario: Scenario) -> dict[str, Any]:
     assert target.port is not None
-    url = f"http://127.0.0.1:{target.port}{CHAT_PATH}"
+    url = f"http://127.0.0.1:{target.port}{target.path}"
     args = bench.args
     # Only the TTFT median is reported for streams, so that scenario can be shorter.
     duration = args.ttft_duration if scenario.stream else args.ol_duration
@@ -611,6 +620,33 @@ def vkey_check(targets: list[Target]) -> list[str]:
     return out
 
 
+def translation_check(targets: list[Target]) -> list[str]:
+    """The translating routes against issue 9's targets: ≥ 0.5x starlette + aiohttp's
+    throughput, ≤ 1.5 ms added p50."""
+    by_name = {t.name: t for t in targets if not t.failure and t.runs}
+    ref = by_name.get("starlette")
+    out = []
+    for name in ("messages",):
+        target = by_name.get(name)
+        if target is None:
+            continue
+        if ref is not None:
+            for key, label in (("json_c32", "JSON"), ("sse_c32", "SSE")):
+                mine, base = stat(target, key, "rps"), stat(ref, key, "rps")
+                if mine is not None and base:
+                    ok = "✅" if mine / base >= 0.5 else "❌"
+                    out.append(
+                        f"- {ok} {target.label} {label} ≥ 0.5x starlette + aiohttp: "
+                        f"{mine / base:.2f}x"
+                    )
+        p50 = added(target, targets[0], "ol_json", "latency_p50_ms")
+        if p50 is not None:
+            out.append(
+                f"- {'✅' if p50 <= 1.5 else '❌'} {target.label} added p50 ≤ 1.5 ms: {p50:.2f}"
+            )
+    return out
+
+
 def interference(targets: list[Target], threshold: float = 10.0) -> list[str]:
     """Closed-loop runs where something else took a real share of the target's core:
     their throughput is understated (CPU ms per request is not)."""
@@ -684,6 +720,9 @@ def report(bench: Bench, targets: list[Target]) -> str:
             *vkey,
             "",
         ]
+    translated = translation_check(targets)
+    if translated:
+        parts += ["Translating routes (issue 9's targets):", "", *translated, ""]
     busy = interference(targets)
     if busy:
         parts += ["Interference:", "", *busy, ""]
