@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway import errors
+from gateway import errors, lifecycle
 from gateway.http import agents, console, keys
 from gateway.http.asgi import error_bytes
 from gateway.http.chat import ChatCompletions
@@ -25,6 +25,7 @@ from gateway.http.messages import CountTokens, Messages
 from gateway.http.metrics import metrics
 from gateway.http.middleware import GatewayMiddleware
 from gateway.http.models import get_model, list_models
+from gateway.http.protocol import READ_TIMEOUT_STATE
 from gateway.http.ratelimit import RateLimitMiddleware
 from gateway.http.usage import usage
 from gateway.mcp.server import McpFacade
@@ -72,14 +73,17 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     mcp_app = mcp.http_app(settings)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         await services.start()
         # Everything built so far lives as long as the process: keep it out of the
         # collector's way, so full collections under load stay short (tail latency).
         gc.freeze()
         try:
-            async with mcp.running():
-                yield
+            # SIGTERM starts the drain at once; uvicorn's own shutdown comes after.
+            with lifecycle.on_signals(services.drain.begin):
+                async with mcp.running():
+                    # The server's protocol (`gateway.http.protocol`) reads it from here.
+                    yield {READ_TIMEOUT_STATE: settings.request_read_timeout}
         finally:
             await services.close()
 
@@ -121,7 +125,10 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             # Outermost, so rejected requests are counted and logged with their status.
             Middleware(ObservabilityMiddleware, services=services),
             Middleware(
-                GatewayMiddleware, tenants=services.tenants, metrics_auth=settings.metrics_auth
+                GatewayMiddleware,
+                tenants=services.tenants,
+                metrics_auth=settings.metrics_auth,
+                drain=services.drain,
             ),
             *_rate_limit(settings, services),
         ],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from gateway import agents_cli, errors, keys_cli
 from gateway.settings import ConfigError, Settings, check_bind, load_settings
 
 EXIT_CONFIG = 2
+SHUTDOWN_BACKSTOP_SECONDS = 3.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -99,12 +101,15 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         port=settings.port,
         workers=settings.workers,
         loop="uvloop",
-        http="httptools",
+        # httptools, plus a read timeout for slow or stalled request heads and bodies.
+        http="gateway.http.protocol:TimedHttpToolsProtocol",
         access_log=False,  # the gateway writes its own line per request
         log_config=logging_config(settings),
         log_level=level_name(settings.log_level),
         lifespan="on",
-        timeout_graceful_shutdown=10,
+        # The gateway ends its own streams and turns at the grace's end (see
+        # gateway.lifecycle); uvicorn's timeout is only the backstop for what did not.
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace + SHUTDOWN_BACKSTOP_SECONDS),
     )
     return 0
 

@@ -129,6 +129,28 @@ class RequestTooLarge(GatewayError):
     code = "request_too_large"
 
 
+class RequestTimeout(GatewayError):
+    """The request's head or body did not arrive in time (GATEWAY_REQUEST_READ_TIMEOUT)."""
+
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+
+class ShuttingDown(GatewayError):
+    """The process is draining: a new request, or one still running at the deadline."""
+
+    status = 503
+    type = "server_error"
+    code = "shutting_down"
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        # Another replica (or this one restarted) can take the retry.
+        self.headers.setdefault("Retry-After", "1")
+        self.headers.setdefault("Connection", "close")
+
+
 class RateLimited(GatewayError):
     status = 429
     type = "rate_limit_error"

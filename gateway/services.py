@@ -15,6 +15,7 @@ from gateway.agents.store import AgentStore
 from gateway.chat import ChatService
 from gateway.chat.agents import AgentChat
 from gateway.chat.models import ModelChat
+from gateway.lifecycle import Drain
 from gateway.mcp.client import McpToolbox
 from gateway.observability import tracing
 from gateway.observability.logging import AccessLog
@@ -41,6 +42,8 @@ class Services:
         tracing: tracing.Tracing | None = None,
     ) -> None:
         self.settings = settings
+        # Shutdown: SIGTERM starts it (see `gateway.lifecycle`), or close() does.
+        self.drain = Drain(settings.shutdown_grace)
         self.specs: dict[str, ProviderSpec] = provider_specs(
             settings, os.environ if environ is None else environ
         )
@@ -84,13 +87,15 @@ class Services:
         log.info("providers enabled: %s", enabled)
 
     async def close(self) -> None:
-        # Running agent turns finish first: they still need the clients and the store.
-        # Each step runs even if one before it fails, so counts and connections are not lost.
+        # Running agent turns finish first (until the drain's deadline): they still need
+        # the clients and the store. Each step runs even if one before it fails, so
+        # counts and connections are not lost.
         # The last usage reaches the spend ledger, which writes it before the store closes.
+        self.drain.begin()
         self.recorder.flush()
         steps: list[Callable[[], Awaitable[object]]] = [
             self.tenants.close,
-            self.agents.close,
+            lambda: self.agents.close(self.drain.remaining()),
             self.mcp_tools.close,
         ]
         steps += [client.close for client in self.clients.values()]

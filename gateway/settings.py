@@ -124,6 +124,14 @@ class Settings(BaseSettings):
     rate_limit_rpm: int = Field(default=0, ge=0)
     rate_limit_burst: int | None = Field(default=None, ge=1)
     agent_max_steps: int = Field(default=10, ge=1, le=100)
+    # Seconds in-flight requests, streams and agent turns get after SIGTERM.
+    shutdown_grace: float = Field(default=30.0, ge=0, le=3600)
+    # Seconds a request's head and body may take to arrive before the connection is dropped.
+    request_read_timeout: float = Field(default=30.0, gt=0, le=3600)
+    # Session-based (2025-11-25) MCP clients: a session idle this long is closed, and no
+    # more than this many are open at once (each pins about 38 KB).
+    mcp_session_idle_timeout: float = Field(default=600.0, gt=0, le=86400)
+    mcp_max_sessions: int = Field(default=1000, ge=1, le=100_000)
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     providers: list[ProviderConfig] = Field(default_factory=list)

@@ -8,11 +8,13 @@ a reply without tool calls, or at the step limit with a message that says so.
 How a turn is run (streamed or not, who hears of each step) is a parameter, never a
 second loop. On an upstream failure the turn is marked failed and the mapped error
 raised; what is stored then is the input and the whole steps before the failure, and
-the same input sent again resumes the turn instead of repeating it.
+the same input sent again resumes the turn instead of repeating it. A turn cancelled
+by shutdown is marked failed (`shutting_down`) the same way, so it resumes too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -28,6 +30,9 @@ from gateway.providers.base import CallRecord
 from gateway.routing.router import LLMConfig, Route, Router
 
 log = logging.getLogger("gateway.agents")
+
+# A turn cancelled at shutdown gets this long to record that it was interrupted.
+INTERRUPT_WRITE_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -161,6 +166,9 @@ class AgentLoop:
                     await self._step(run)
         except errors.GatewayError as exc:
             await self._fail(run, exc)
+            raise
+        except asyncio.CancelledError:
+            await self._interrupted(run)
             raise
         except Exception as exc:
             log.exception("agent %s: turn %s failed", agent.name, run.state.id)
@@ -321,6 +329,26 @@ class AgentLoop:
             tx.finish_reason = "stop"
         self._after_commit(run, tx, None)
         run.say(text)
+
+    async def _interrupted(self, run: _Run) -> None:
+        """Shutdown cancelled the turn: mark it failed so it does not stay `running`.
+
+        The same input (or Idempotency-Key) sent again resumes it after its last step.
+        """
+        task = asyncio.current_task()
+        if task is not None:
+            # Let the write below run; the turn still ends cancelled when we re-raise.
+            task.uncancel()
+        error = errors.ShuttingDown(
+            "the gateway shut down during this turn; send the same input again to resume it"
+        )
+        try:
+            async with asyncio.timeout(INTERRUPT_WRITE_SECONDS):
+                await run.session.fail(run.state, error)
+        except Exception:
+            log.exception(
+                "agent %s: could not mark turn %s interrupted", run.agent.name, run.state.id
+            )
 
     async def _fail(self, run: _Run, error: errors.GatewayError) -> None:
         try:

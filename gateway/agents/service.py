@@ -3,7 +3,7 @@
 Both the HTTP facade (REST and `agent/<name>` models) and the MCP facade use it. A
 turn runs in a task of its own, shielded from the caller: a client that goes away
 mid-turn does not cancel it, and its reply is stored all the same. `close()` lets
-running turns finish (for a while) before the store closes.
+running turns finish until the shutdown deadline before the store closes.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ log = logging.getLogger("gateway.agents")
 
 SEPARATOR = "__"  # MCP tools are offered as <server>__<tool>
 MAX_KEY_LENGTH = 255
-SHUTDOWN_GRACE_SECONDS = 30.0
+# How long cancelled turns get to record that they were interrupted.
+CANCEL_GRACE_SECONDS = 5.0
 # Called after a turn ends (metrics): the agent, and its step count.
 TurnHook = Callable[[AgentRecord, TurnResult], None]
 # Called when agents change (the MCP tool list follows): "created", "updated", "deleted".
@@ -217,14 +218,21 @@ class AgentService:
         stream.task.add_done_callback(stream.close)
         return stream
 
-    async def close(self) -> None:
-        """Let running turns finish (a while), then close the store."""
+    async def close(self, grace: float = 30.0) -> None:
+        """Let running turns finish for `grace` seconds, then close the store.
+
+        A turn still running then is cancelled; the loop marks it failed with
+        `shutting_down`, so the same input (or Idempotency-Key) resumes it later.
+        """
         if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=SHUTDOWN_GRACE_SECONDS)
+            pending: set[asyncio.Task[TurnResult]] = set(self._tasks)
+            if grace > 0:
+                _, pending = await asyncio.wait(pending, timeout=grace)
             for task in pending:
                 task.cancel()
             if pending:
-                await asyncio.wait(pending, timeout=5)
+                log.warning("shutdown: interrupted %d running agent turn(s)", len(pending))
+                await asyncio.wait(pending, timeout=CANCEL_GRACE_SECONDS)
         await self.store.close()
 
     async def _start(

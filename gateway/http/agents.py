@@ -106,13 +106,14 @@ async def post_message(request: Request) -> Response:
     await _allowed(request)
     calls: list[CallRecord] = []
     request.scope.setdefault("state", {})["call_stats"] = calls
-    result = await _agents(request).run_turn(
-        request.path_params["ref"],
-        messages,
-        conversation=conversation,
-        idempotency_key=request.headers.get("idempotency-key"),
-        calls=calls,
-    )
+    async with request.app.state.services.drain.deadline():
+        result = await _agents(request).run_turn(
+            request.path_params["ref"],
+            messages,
+            conversation=conversation,
+            idempotency_key=request.headers.get("idempotency-key"),
+            calls=calls,
+        )
     response = json_response(result.to_api())
     upstream = sum(call.upstream_seconds for call in calls)
     for name, value in timing_headers(upstream, replayed=result.replayed):

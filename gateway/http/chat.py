@@ -28,6 +28,7 @@ from gateway.http.asgi import (
     services_of,
     timing_headers,
 )
+from gateway.lifecycle import Drain
 from gateway.providers.streams import UpstreamStream
 from gateway.tenants.caller import caller_of
 from gateway.wire.openai_chat import ChunkEncoder, reply_of
@@ -96,6 +97,8 @@ class ChatCompletions:
         raw = await read_body(scope, receive, services.settings.max_body_bytes)
         body = parse_chat_request(raw)
         chat: ChatService = services.chat
+        # Every wait below races the shutdown deadline (see gateway.lifecycle).
+        drain: Drain = services.drain
         caller = caller_of(scope)
         target = await chat.resolve(body["model"], caller)
         ctx = ChatContext()
@@ -104,9 +107,13 @@ class ChatCompletions:
         if route is not None and route.client.passthrough:
             # The fast lane: the upstream's bytes, never re-serialized.
             if body.get("stream"):
-                await relay_stream(await chat.relay(target, body, caller, ctx), receive, send)
+                async with drain.deadline():
+                    relay = await chat.relay(target, body, caller, ctx)
+                await relay_stream(relay, receive, send, drain)
             else:
-                await send_bytes(send, 200, await chat.forward(target, body, caller, ctx))
+                async with drain.deadline():
+                    reply = await chat.forward(target, body, caller, ctx)
+                await send_bytes(send, 200, reply)
             return
         if target.agent is not None:
             ctx.conversation = _header(scope, b"x-conversation-id") or _header(
@@ -115,11 +122,13 @@ class ChatCompletions:
             ctx.idempotency_key = _header(scope, b"idempotency-key")
         if body.get("stream"):
             options = body.get("stream_options") or {}
-            events = await chat.stream(body, caller, ctx)
+            async with drain.deadline():
+                events = await chat.stream(body, caller, ctx)
             encoder = ChunkEncoder(include_usage=bool(options.get("include_usage")))
-            await send_events(events, encoder, receive, send)
+            await send_events(events, encoder, receive, send, drain)
             return
-        completion = await chat.complete(body, caller, ctx)
+        async with drain.deadline():
+            completion = await chat.complete(body, caller, ctx)
         headers = JSON_HEADERS
         if ctx.turn is not None:
             extra = timing_headers(ctx.upstream_seconds, replayed=ctx.turn.replayed)
@@ -127,20 +136,24 @@ class ChatCompletions:
         await send_bytes(send, 200, orjson.dumps(reply_of(completion)), headers)
 
 
-async def relay_stream(relay: UpstreamStream[bytes], receive: Receive, send: Send) -> None:
+async def relay_stream(
+    relay: UpstreamStream[bytes], receive: Receive, send: Send, drain: Drain
+) -> None:
     """Send the stream on; end with an error event if it breaks after the first byte.
 
     A client that goes away stops the relay and closes the upstream connection, so
-    the provider stops generating for nobody.
+    the provider stops generating for nobody. A stream still open at the shutdown
+    deadline ends with a `shutting_down` error event.
     """
     gone = asyncio.ensure_future(_wait_disconnect(receive))
     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
     blocks = relay.__aiter__()
     try:
-        async for block in blocks:
-            await send({"type": "http.response.body", "body": block, "more_body": True})
-            if gone.done():
-                return
+        async with drain.deadline():
+            async for block in blocks:
+                await send({"type": "http.response.body", "body": block, "more_body": True})
+                if gone.done():
+                    return
     except errors.GatewayError as exc:
         await send(
             {
@@ -160,21 +173,22 @@ async def relay_stream(relay: UpstreamStream[bytes], receive: Receive, send: Sen
 
 
 async def send_events(
-    events: EventStream, encoder: ChunkEncoder, receive: Receive, send: Send
+    events: EventStream, encoder: ChunkEncoder, receive: Receive, send: Send, drain: Drain
 ) -> None:
     """Internal events as `chat.completion.chunk`s; an error after the start ends the
-    stream with an error event. A client that leaves stops the reading (an agent's
-    turn goes on and is stored)."""
+    stream with an error event (`shutting_down` at the shutdown deadline). A client
+    that leaves stops the reading (an agent's turn goes on and is stored)."""
     gone = asyncio.ensure_future(_wait_disconnect(receive))
     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
     tail = encoder.done()
     try:
-        async for event in events:
-            data = encoder.encode(event)
-            if data:
-                await send({"type": "http.response.body", "body": data, "more_body": True})
-            if gone.done():
-                return
+        async with drain.deadline():
+            async for event in events:
+                data = encoder.encode(event)
+                if data:
+                    await send({"type": "http.response.body", "body": data, "more_body": True})
+                if gone.done():
+                    return
     except errors.GatewayError as exc:
         tail = b"data: " + exc.json_bytes() + b"\n\n"
     finally:

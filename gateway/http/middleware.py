@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: request id, gateway-key authentication, last-resort error bodies.
+"""Pure ASGI middleware: request id, refusal while draining, gateway-key authentication,
+last-resort error bodies.
 
 It wraps `send` rather than using `BaseHTTPMiddleware`, so streams pass through
 untouched and are observed when their last byte goes out.
@@ -13,9 +14,10 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import errors
+from gateway import errors, lifecycle
 from gateway.http.asgi import header, send_error
 from gateway.http.console import is_console_path
+from gateway.lifecycle import Drain
 from gateway.observability.recorder import calls_of
 from gateway.tenants.caller import CALLER_STATE, Caller
 from gateway.tenants.keys import SECRET_PREFIX
@@ -33,8 +35,16 @@ class GatewayMiddleware:
     """Request id, then who is calling (a `Caller` in the scope's state), then the key's
     limits. Keys come as `Authorization: Bearer …` or `x-api-key` (Anthropic's clients)."""
 
-    def __init__(self, app: ASGIApp, *, tenants: Tenants, metrics_auth: bool = False) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        tenants: Tenants,
+        metrics_auth: bool = False,
+        drain: Drain | None = None,
+    ) -> None:
         self.app = app
+        self._drain = drain
         self._tenants = tenants
         self._auth = tenants.auth
         self._open = _OPEN_PATHS if metrics_auth else _OPEN_PATHS | {"/metrics"}
@@ -58,6 +68,8 @@ class GatewayMiddleware:
 
         sender: Send = send_with_id
         try:
+            if self._drain is not None and self._drain.draining:
+                raise lifecycle.refusal()
             path = scope["path"]
             # `/.well-known/` stays open so MCP clients probing for OAuth metadata get a
             # clear 404 (no OAuth here) rather than another 401.

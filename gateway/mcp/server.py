@@ -91,6 +91,9 @@ class McpFacade:
             transport_security=transport_security(settings),
             max_request_body_size=settings.max_body_bytes,
             stateless_http=settings.workers > 1,
+            # The SDK keeps idle sessions 30 minutes, up to 10,000 of them.
+            session_idle_timeout=settings.mcp_session_idle_timeout,
+            max_sessions=settings.mcp_max_sessions,
         )
 
     @contextlib.asynccontextmanager
