@@ -78,6 +78,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.observability.logging import level_name, logging_config
 
     check_bind(settings)
+    # Fail here, in one line and with exit code 2, on what every worker would fail on
+    # at start-up with a traceback: provider settings, aliases, the agent store.
+    asyncio.run(_preflight(settings))
     if settings.workers > 1 and not settings.redis_url:
         print(
             f"gateway: warning: limits (GATEWAY_RATE_LIMIT_RPM and virtual keys' rpm, tpm "
@@ -112,6 +115,23 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace + SHUTDOWN_BACKSTOP_SECONDS),
     )
     return 0
+
+
+async def _preflight(settings: Settings) -> None:
+    from gateway.agents.store import AgentStore, StoreUnavailable
+    from gateway.providers.registry import check_aliases, provider_specs
+
+    check_aliases(settings.aliases, provider_specs(settings), settings.config_file)
+    store = AgentStore(settings.resolved_database_url)
+    try:
+        await store.open()
+    except StoreUnavailable as exc:
+        where = settings.source_of("database_url")
+        if not settings.database_url:
+            where = f"the default store under {settings.source_of('data_dir')}"
+        raise ConfigError(f"{where}: {exc}") from None
+    finally:
+        await store.close()
 
 
 def _mcp(args: argparse.Namespace, settings: Settings) -> int:
@@ -155,21 +175,39 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
         failed = 0
         try:
             if not services.clients:
-                print("no provider is enabled", file=sys.stderr)
+                variables = ", ".join(
+                    dict.fromkeys(s.key_env for s in services.specs.values() if s.key_env)
+                )
+                print(
+                    f"no provider is enabled: set one of {variables} "
+                    "(or add a provider to the config file)",
+                    file=sys.stderr,
+                )
                 return 1
             for name, client in services.clients.items():
+                spec = services.specs[name]
+                url = spec.base_url.rstrip("/") + "/models"
                 try:
                     ids = await client.transport.fetch_model_ids()
                 except errors.GatewayError as exc:
                     failed += 1
-                    print(f"{name}: FAILED: {exc.message}")
+                    hint = _check_hint(exc, spec.key_env, spec.profile.base_url_env)
+                    print(f"{name}: FAILED: GET {url}: {exc.message}; {hint}")
                 else:
-                    print(f"{name}: ok ({len(ids)} models)")
+                    print(f"{name}: ok ({len(ids)} models from {url})")
         finally:
             await services.close()
         return 1 if failed else 0
 
     return asyncio.run(run())
+
+
+def _check_hint(exc: errors.GatewayError, key_env: str, base_url_env: str | None) -> str:
+    """Which variable to fix for this failure."""
+    if isinstance(exc, errors.UpstreamAuthFailed):
+        return f"check {key_env}"
+    where = base_url_env or "the provider's base_url"
+    return f"check {where} and that the provider is reachable"
 
 
 if __name__ == "__main__":  # pragma: no cover

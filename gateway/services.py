@@ -24,7 +24,7 @@ from gateway.observability.recorder import Recorder
 from gateway.observability.tracing import from_environ
 from gateway.providers.base import ProviderSpec
 from gateway.providers.provider import Provider
-from gateway.providers.registry import build_providers, provider_specs
+from gateway.providers.registry import build_providers, check_aliases, provider_specs
 from gateway.responses.store import ResponseStore
 from gateway.routing.router import Router
 from gateway.settings import Settings
@@ -50,10 +50,11 @@ class Services:
         # None unless OTEL_EXPORTER_OTLP_ENDPOINT asks for traces; opentelemetry stays unloaded.
         self.tracing = tracing or from_environ(os.environ if environ is None else environ)
         on_attempt = self.tracing.on_attempt if self.tracing is not None else None
+        check_aliases(settings.aliases, self.specs, settings.config_file)
         self.clients: dict[str, Provider] = build_providers(self.specs, on_attempt=on_attempt)
         self.router = Router(self.specs, self.clients, settings.aliases)
         self.metrics = Metrics(providers=self.clients.keys(), is_listed=self._is_listed)
-        self.recorder = Recorder(self.metrics, AccessLog(settings.log_format))
+        self.recorder = Recorder(self.metrics, AccessLog(settings.resolved_log_format))
         # Tools of the configured `[[mcp_servers]]`; connections open on first use.
         self.mcp_tools = McpToolbox(settings.mcp_servers)
         # The agent store connects and migrates in start(); creating it opens nothing.

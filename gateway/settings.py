@@ -9,17 +9,29 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 ProviderType = Literal["openai", "kimi", "openai-compatible", "anthropic"]
@@ -118,7 +130,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     default_model: str | None = None
     log_level: str = "INFO"
-    log_format: Literal["json", "text"] = "json"
+    # "auto": text when stderr is a terminal, JSON otherwise (log collectors).
+    log_format: Literal["json", "text", "auto"] = "auto"
     metrics_auth: bool = False
     # Requests per minute per gateway key (or client address without keys); 0 = off.
     rate_limit_rpm: int = Field(default=0, ge=0)
@@ -168,6 +181,23 @@ class Settings(BaseSettings):
         # The file's values arrive as init kwargs; the environment overrides them.
         return (env_settings, init_settings)
 
+    # The TOML file these settings were read from, if any (for error messages).
+    _config_file: Path | None = PrivateAttr(default=None)
+
+    @property
+    def config_file(self) -> Path | None:
+        return self._config_file
+
+    def source_of(self, field: str) -> str:
+        """Where a setting's value came from, as a user would look for it."""
+        return source_of(field, self._config_file)
+
+    @property
+    def resolved_log_format(self) -> Literal["json", "text"]:
+        if self.log_format == "auto":
+            return "text" if sys.stderr.isatty() else "json"
+        return self.log_format
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -182,16 +212,85 @@ def load_settings(config_path: str | os.PathLike[str] | None = None, **overrides
     """
     path = config_path or os.environ.get("GATEWAY_CONFIG")
     file_values: dict[str, Any] = {}
+    source: Path | None = None
     if path:
-        file_values = _read_toml(Path(path))
+        source = Path(path)
     elif DEFAULT_CONFIG.is_file():
-        file_values = _read_toml(DEFAULT_CONFIG)
-    settings = Settings(**file_values)
+        source = DEFAULT_CONFIG
+    if source is not None:
+        file_values = _read_toml(source)
+    try:
+        settings = Settings(**file_values)
+    except ValidationError as exc:
+        raise ConfigError(describe(exc, source, file_values)) from None
+    except SettingsError as exc:
+        # A variable that must hold JSON (e.g. GATEWAY_ALIASES) does not.
+        raise ConfigError(str(exc)) from None
+    settings._config_file = source
     for name, value in overrides.items():
         if value is not None:
             # Init values rank below the environment; an explicit flag must not.
-            Settings.__pydantic_validator__.validate_assignment(settings, name, value)
+            try:
+                Settings.__pydantic_validator__.validate_assignment(settings, name, value)
+            except ValidationError as exc:
+                raise ConfigError(f"--{name} {value}: {_first_message(exc)}") from None
     return settings
+
+
+def source_of(field: str, config_file: Path | None) -> str:
+    """`GATEWAY_PORT` when the environment sets it, else the file's table and key."""
+    var = f"GATEWAY_{field.upper()}"
+    if var in os.environ:
+        return var
+    if config_file is not None:
+        return f"{field} in [gateway] of {config_file}"
+    return var
+
+
+def describe(exc: ValidationError, config_file: Path | None, file_values: Mapping[str, Any]) -> str:
+    """Each problem with the place its value came from: a variable, or a file's table."""
+    parts = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        msg = err["msg"]
+        if not loc:
+            parts.append(msg)
+            continue
+        field, rest = loc[0], loc[1:]
+        if field in ("providers", "mcp_servers") and rest and rest[0].isdigit():
+            entry = file_values.get(field, [])
+            index = int(rest[0])
+            name = (
+                entry[index].get("name")
+                if index < len(entry) and isinstance(entry[index], dict)
+                else None
+            )
+            label = f"'{name}'" if name else f"#{index + 1}"
+            key = ".".join(rest[1:]) or "(entry)"
+            parts.append(f"{key} of [[{field}]] {label} in {config_file}: {msg}")
+        elif field == "aliases":
+            parts.append(f"[aliases] {'.'.join(rest)} in {config_file}: {msg}")
+        else:
+            value = os.environ.get(f"GATEWAY_{field.upper()}")
+            where = source_of(field, config_file)
+            shown = f"={value!r}" if value is not None and "key" not in field else ""
+            parts.append(f"{where}{shown}: {msg}")
+    return "; ".join(parts)
+
+
+def _first_message(exc: ValidationError) -> str:
+    errors = exc.errors()
+    return str(errors[0]["msg"]) if errors else str(exc)
+
+
+def check_base_url(url: str, where: str) -> None:
+    """A provider's base URL must be absolute http(s), or every request would fail later."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"{where}: '{url}' is not an http(s) URL; write it in full, "
+            "e.g. https://api.moonshot.ai/v1 or http://127.0.0.1:8000/v1"
+        )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

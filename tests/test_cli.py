@@ -33,7 +33,7 @@ def test_invalid_config_value_exits_2_naming_field(tmp_path):
 
 def test_invalid_env_value_exits_2(tmp_path):
     result = run("serve", env={"GATEWAY_MAX_BODY_BYTES": "lots"})
-    assert result.returncode == 2 and "max_body_bytes" in result.stderr
+    assert result.returncode == 2 and "GATEWAY_MAX_BODY_BYTES" in result.stderr
 
 
 def test_unparseable_config_and_unknown_field(tmp_path):

@@ -14,7 +14,6 @@ whenever another connection wrote in between.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -151,8 +150,7 @@ async def migrate(engine: AsyncEngine) -> str | None:
 
 
 def _upgrade(connection: Connection) -> str | None:
-    # Alembic reports every start at INFO; one line of ours (in the store) is enough.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Alembic reports every start at INFO; the logging set-up shows that at DEBUG only.
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection

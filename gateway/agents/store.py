@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -38,6 +39,8 @@ class StoreUnavailable(RuntimeError):
 class AgentStore:
     def __init__(self, url: str, pool_size: int = 10) -> None:
         self.url = engine_mod.async_url(url)
+        # As the user wrote it, password masked, for messages.
+        self._shown_url = make_url(url).render_as_string(hide_password=True)
         self.engine = engine_mod.create_engine(self.url, pool_size)
         self.writer = engine_mod.writer(self.engine)
         self.reader = engine_mod.reader(self.engine)
@@ -51,9 +54,13 @@ class AgentStore:
         try:
             revision = await engine_mod.migrate(self.engine)
         except Exception as exc:
-            where = self.url.render_as_string(hide_password=True)
+            where = self._shown_url
+            # The driver's own error, on one line (SQLAlchemy appends a help link).
+            cause = getattr(exc, "orig", None) or exc
+            cause = cause.__cause__ or cause  # the driver's own exception under the adapter's
+            detail = (str(cause).strip().splitlines() or [""])[0]
             raise StoreUnavailable(
-                f"the agent store {where} cannot be opened: {type(exc).__name__}: {exc}"
+                f"the agent store {where} cannot be opened: {type(cause).__name__}: {detail}"
             ) from None
         log.info("agent store %s at schema revision %s", self.dialect, revision)
 

@@ -62,12 +62,18 @@ def logging_config(settings: Settings) -> dict[str, Any]:
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
-                "formatter": settings.log_format,
+                "formatter": settings.resolved_log_format,
                 "stream": "ext://sys.stderr",
             }
         },
         "root": {"level": level, "handlers": ["stderr"]},
-        "loggers": {"uvicorn": uvicorn, "uvicorn.error": dict(uvicorn), "uvicorn.access": quiet},
+        "loggers": {
+            "uvicorn": uvicorn,
+            "uvicorn.error": dict(uvicorn),
+            "uvicorn.access": quiet,
+            # Alembic reports its plugins and context at every start: only at DEBUG.
+            "alembic": {"level": level if level <= logging.DEBUG else logging.WARNING},
+        },
     }
 
 

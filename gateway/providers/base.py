@@ -26,6 +26,8 @@ class ProviderSpec:
     enabled: bool
     # Why it is disabled, naming the variable to set; empty when enabled.
     disabled_reason: str = ""
+    # The environment variable that holds (or would hold) its key.
+    key_env: str = ""
     static_models: tuple[str, ...] | None = None
     context_windows: dict[str, int] = field(default_factory=dict)
     connect_timeout: float = 10.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 from pydantic import SecretStr
 
@@ -12,7 +13,7 @@ from gateway.providers.profiles import BUILTIN, BY_TYPE, WireName
 from gateway.providers.provider import Provider
 from gateway.providers.transport import Auth, Transport
 from gateway.providers.wires import WIRES
-from gateway.settings import ConfigError, ProviderConfig, Settings, env_flag
+from gateway.settings import ConfigError, ProviderConfig, Settings, check_base_url, env_flag
 
 
 def disable_var(name: str) -> str:
@@ -28,26 +29,36 @@ def provider_specs(
     specs: dict[str, ProviderSpec] = {}
     for name, profile in BUILTIN.items():
         config = configured.pop(name, ProviderConfig(name=name, type=profile.type))
-        specs[name] = _spec(config, env)
+        specs[name] = _spec(config, env, settings.config_file)
     for name, config in configured.items():
-        specs[name] = _spec(config, env)
+        specs[name] = _spec(config, env, settings.config_file)
     return specs
 
 
-def _spec(config: ProviderConfig, env: Mapping[str, str]) -> ProviderSpec:
+def _spec(
+    config: ProviderConfig, env: Mapping[str, str], config_file: Path | None = None
+) -> ProviderSpec:
     profile = BY_TYPE[config.type]
     key_env = (
         config.api_key_env or profile.key_env or f"{config.name.upper().replace('-', '_')}_API_KEY"
     )
-    base_url = (profile.base_url_env and env.get(profile.base_url_env)) or config.base_url
-    base_url = base_url or profile.default_base_url
-    anthropic_url = (
-        profile.anthropic_base_url_env and env.get(profile.anthropic_base_url_env)
-    ) or config.anthropic_base_url
+    in_file = f"[[providers]] '{config.name}' in {config_file or 'the config'}"
+    from_env = env.get(profile.base_url_env) if profile.base_url_env else None
+    base_url: str | None
+    if from_env:
+        base_url, where = from_env, str(profile.base_url_env)
+    else:
+        base_url = config.base_url or profile.default_base_url
+        where = f"base_url of {in_file}"
     if not base_url:
-        raise ConfigError(
-            f"providers.{config.name}.base_url: required for an {config.type} provider"
-        )
+        raise ConfigError(f"{where}: required for an {config.type} provider")
+    check_base_url(base_url, where)
+    anthropic_env = profile.anthropic_base_url_env
+    anthropic_url = (anthropic_env and env.get(anthropic_env)) or config.anthropic_base_url
+    if anthropic_url:
+        env_set = bool(anthropic_env and env.get(anthropic_env))
+        where = str(anthropic_env) if env_set else f"anthropic_base_url of {in_file}"
+        check_base_url(anthropic_url, where)
     key = env.get(key_env, "").strip()
     disabled = env_flag(env, disable_var(config.name))
     if disabled:
@@ -59,6 +70,7 @@ def _spec(config: ProviderConfig, env: Mapping[str, str]) -> ProviderSpec:
     return ProviderSpec(
         name=config.name,
         profile=profile,
+        key_env=key_env,
         base_url=base_url,
         api_key=SecretStr(key) if key else None,
         enabled=not reason,
@@ -73,6 +85,22 @@ def _spec(config: ProviderConfig, env: Mapping[str, str]) -> ProviderSpec:
         retry_base_delay=config.retry_base_delay,
         anthropic_base_url=anthropic_url or None,
     )
+
+
+def check_aliases(
+    aliases: Mapping[str, str],
+    specs: Mapping[str, ProviderSpec],
+    config_file: Path | None = None,
+) -> None:
+    """An alias whose target names a provider that does not exist stops start-up."""
+    for alias, target in aliases.items():
+        provider, sep, _ = target.partition("/")
+        if sep and provider != "agent" and provider not in specs:
+            known = ", ".join(sorted(specs))
+            raise ConfigError(
+                f"[aliases] {alias} = '{target}' in {config_file or 'the config'}: "
+                f"no provider named '{provider}' (known: {known})"
+            )
 
 
 def build_providers(
