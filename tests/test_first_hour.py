@@ -77,7 +77,8 @@ def test_a_base_url_without_scheme_stops_start_up(tmp_path: Path) -> None:
 def test_a_bad_base_url_in_the_file_names_the_file_and_provider(tmp_path: Path) -> None:
     config = tmp_path / "gw.toml"
     config.write_text(
-        '[[providers]]\nname = "local"\nbase_url = "localhost:11434/v1"\napi_key_env = "LOCAL_KEY"\n'
+        '[[providers]]\nname = "local"\nbase_url = "localhost:11434/v1"\n'
+        'api_key_env = "LOCAL_KEY"\n'
     )
     line = _one_clear_line(run("--config", str(config), "models", env={"LOCAL_KEY": "k"}))
     assert "'local'" in line and str(config) in line and "base_url" in line
