@@ -39,8 +39,8 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from types import FrameType
+from collections.abc import Callable, Iterator
+from types import FrameType, TracebackType
 from typing import Any
 
 from gateway import errors
@@ -89,27 +89,47 @@ class Drain:
             return self.grace
         return max(0.0, self._when - asyncio.get_running_loop().time())
 
-    @contextlib.asynccontextmanager
-    async def deadline(self) -> AsyncIterator[None]:
+    def deadline(self) -> DeadlineScope:
         """Run the block until the drain's deadline; then raise `errors.ShuttingDown`."""
+        return DeadlineScope(self)
+
+
+class DeadlineScope:
+    """`async with drain.deadline():` (a class, not a generator: it is on the hot path)."""
+
+    __slots__ = ("_drain", "_timeout", "_token")
+
+    def __init__(self, drain: Drain) -> None:
+        self._drain = drain
+        self._timeout: asyncio.Timeout | None = None
+        self._token: contextvars.Token[bool] | None = None
+
+    async def __aenter__(self) -> None:
         if _ACTIVE.get():
-            yield
+            return  # an outer scope guards this task already
+        self._token = _ACTIVE.set(True)
+        timeout = self._timeout = asyncio.timeout_at(self._drain._when)
+        await timeout.__aenter__()
+        self._drain._scopes.add(timeout)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        timeout = self._timeout
+        if timeout is None:
             return
-        token = _ACTIVE.set(True)
-        timeout = asyncio.timeout(self._when)
+        self._drain._scopes.discard(timeout)
+        assert self._token is not None
+        _ACTIVE.reset(self._token)
         try:
-            async with timeout:
-                self._scopes.add(timeout)
-                try:
-                    yield
-                finally:
-                    self._scopes.discard(timeout)
+            await timeout.__aexit__(exc_type, exc, tb)
         except TimeoutError:
             if timeout.expired():
-                raise shutting_down(self.grace) from None
+                raise shutting_down(self._drain.grace) from None
             raise
-        finally:
-            _ACTIVE.reset(token)
 
 
 def shutting_down(grace: float) -> errors.ShuttingDown:
