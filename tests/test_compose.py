@@ -64,6 +64,22 @@ def host_path(service: dict[str, Any], container_path: str) -> Path:
     raise AssertionError(f"{container_path} is not mounted from the repository")
 
 
+def test_monitoring_listens_on_loopback_only(compose):
+    for name in ("prometheus", "grafana"):
+        for port in compose["services"][name]["ports"]:
+            assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+
+
+def test_gateway_reads_the_config_file_and_passes_documented_variables(compose):
+    gateway = compose["services"]["gateway"]
+    config = gateway["environment"]["GATEWAY_CONFIG"]
+    assert host_path(gateway, config).samefile(ROOT / "config/gateway.toml")
+    for variable in ("KIMI_BASE_URL", "GATEWAY_DATABASE_URL", "GATEWAY_SHUTDOWN_GRACE"):
+        assert variable in gateway["environment"]
+    # Docker's default 10 s stop timeout would kill the gateway in the middle of its grace.
+    assert gateway["stop_grace_period"] == "40s"
+
+
 def test_every_mounted_file_exists(compose):
     for name, service in compose["services"].items():
         for target, source in mounts(service).items():
@@ -105,12 +121,22 @@ def test_grafana_provisions_the_datasource_and_the_dashboard(compose):
     home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert host_path(grafana, home).samefile(DASHBOARD)
 
+    # The dashboard names no datasource uid of its own: every query goes through a
+    # datasource variable, which resolves to the default Prometheus (this one here, and
+    # whichever Prometheus a user picks when importing the dashboard elsewhere).
     dashboard = json.loads(DASHBOARD.read_text())
+    assert source["isDefault"] is True
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["DS_PROMETHEUS"]["type"] == "datasource"
+    assert variables["DS_PROMETHEUS"]["query"] == "prometheus"
+    (wanted,) = dashboard["__inputs"]
+    assert (wanted["name"], wanted["pluginId"]) == ("DS_PROMETHEUS", "prometheus")
+    assert source["uid"] not in DASHBOARD.read_text()
     for panel in dashboard["panels"]:
         uids = [t["datasource"]["uid"] for t in panel.get("targets", [])]
         if panel["type"] != "row":
             uids.append(panel["datasource"]["uid"])
-        assert set(uids) <= {source["uid"]}, panel["title"]
+        assert set(uids) <= {"${DS_PROMETHEUS}"}, panel["title"]
 
 
 def test_dashboard_has_the_panels_and_uses_every_metric():
