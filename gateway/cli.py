@@ -124,7 +124,8 @@ async def _preflight(settings: Settings) -> None:
     check_aliases(settings.aliases, provider_specs(settings), settings.config_file)
     store = AgentStore(settings.resolved_database_url)
     try:
-        await store.open()
+        # A connection is enough to catch a wrong URL or login; the workers migrate.
+        await store.check()
     except StoreUnavailable as exc:
         where = settings.source_of("database_url")
         if not settings.database_url:

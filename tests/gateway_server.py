@@ -125,7 +125,7 @@ class GatewayProcess:
         self.args = args
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 20) -> GatewayProcess:
+    def start(self, timeout: float = 60) -> GatewayProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve", "--port", str(self.port), *self.args],
             env=self.env,

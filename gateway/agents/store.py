@@ -54,15 +54,25 @@ class AgentStore:
         try:
             revision = await engine_mod.migrate(self.engine)
         except Exception as exc:
-            where = self._shown_url
-            # The driver's own error, on one line (SQLAlchemy appends a help link).
-            cause = getattr(exc, "orig", None) or exc
-            cause = cause.__cause__ or cause  # the driver's own exception under the adapter's
-            detail = (str(cause).strip().splitlines() or [""])[0]
-            raise StoreUnavailable(
-                f"the agent store {where} cannot be opened: {type(cause).__name__}: {detail}"
-            ) from None
+            raise self._unavailable(exc) from None
         log.info("agent store %s at schema revision %s", self.dialect, revision)
+
+    async def check(self) -> None:
+        """Connect once (no migrations): `StoreUnavailable` naming the URL if that fails."""
+        try:
+            await self.ping()
+        except Exception as exc:
+            raise self._unavailable(exc) from None
+
+    def _unavailable(self, exc: Exception) -> StoreUnavailable:
+        # The driver's own error, on one line (SQLAlchemy appends a help link).
+        cause = getattr(exc, "orig", None) or exc
+        cause = cause.__cause__ or cause  # the driver's own exception under the adapter's
+        detail = (str(cause).strip().splitlines() or [""])[0]
+        return StoreUnavailable(
+            f"the agent store {self._shown_url} cannot be opened: "
+            f"{type(cause).__name__}: {detail}"
+        )
 
     async def close(self) -> None:
         await self.locks.close()
