@@ -70,8 +70,7 @@ class AgentStore:
         cause = cause.__cause__ or cause  # the driver's own exception under the adapter's
         detail = (str(cause).strip().splitlines() or [""])[0]
         return StoreUnavailable(
-            f"the agent store {self._shown_url} cannot be opened: "
-            f"{type(cause).__name__}: {detail}"
+            f"the agent store {self._shown_url} cannot be opened: {type(cause).__name__}: {detail}"
         )
 
     async def close(self) -> None:
