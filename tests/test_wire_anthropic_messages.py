@@ -145,6 +145,8 @@ def test_tool_round_trip_history() -> None:
             {"id": "toolu_2", "type": "function", "function": {"name": "time", "arguments": "{}"}},
         ],
     }
+    without = to_internal(req(messages=messages), Traits(reasoning_history=False))
+    assert "reasoning_content" not in without["messages"][1]
     assert out["messages"][2:] == [
         {"role": "tool", "tool_call_id": "toolu_1", "content": "sunny"},
         {"role": "tool", "tool_call_id": "toolu_2", "content": "Error: no clock"},

@@ -112,6 +112,7 @@ def traits_of(target: Target) -> wire.Traits:
     return wire.Traits(
         tool_choice_required=profile.tool_choice_required == "pass",
         reasoning_effort=bool(prefixes) and target.route.model.startswith(prefixes),
+        reasoning_history=profile.reasoning_history,
     )
 
 

@@ -66,6 +66,9 @@ class Profile:
     reasoning_effort_prefixes: tuple[str, ...] = ()
     # The upstream's prompt token counter (Moonshot's), relative to the base URL.
     token_count_path: str | None = None
+    # Whether earlier reasoning may go back as `reasoning_content` on assistant messages
+    # (Kimi and DeepSeek want it); OpenAI validates message fields and refuses it.
+    reasoning_history: bool = True
 
     def default_window(self, model: str) -> int | None:
         family = self.family_window
@@ -93,6 +96,7 @@ OPENAI = Profile(
         }
     ),
     reasoning_effort_prefixes=("o1", "o3", "o4", "gpt-5"),
+    reasoning_history=False,
 )
 
 KIMI = Profile(

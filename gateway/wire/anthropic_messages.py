@@ -46,6 +46,9 @@ class Traits:
     tool_choice_required: bool = True
     # Whether the upstream takes OpenAI's `reasoning_effort`; else `thinking` is dropped.
     reasoning_effort: bool = False
+    # Whether `thinking` blocks of the history go back as `reasoning_content` (Kimi's
+    # thinking models want them on tool-calling turns); else they are left out.
+    reasoning_history: bool = True
 
 
 # -- requests -----------------------------------------------------------------------
@@ -100,7 +103,7 @@ def to_internal(body: dict[str, Any], traits: Traits = Traits()) -> dict[str, An
         elif role == "user":
             messages += _user_messages(message["content"])
         else:
-            messages.append(_assistant_message(message["content"]))
+            messages.append(_assistant_message(message["content"], traits.reasoning_history))
     prompt = "\n\n".join(part for part in system if part)
     if prompt:
         messages.insert(0, {"role": "system", "content": prompt})
@@ -211,7 +214,7 @@ def _document_text(block: dict[str, Any]) -> str:
     return ""
 
 
-def _assistant_message(content: Any) -> dict[str, Any]:
+def _assistant_message(content: Any, with_reasoning: bool) -> dict[str, Any]:
     if isinstance(content, str):
         return {"role": "assistant", "content": content}
     texts: list[str] = []
@@ -231,8 +234,7 @@ def _assistant_message(content: Any) -> dict[str, Any]:
             )
         # redacted_thinking is Anthropic's encrypted reasoning: nobody else can read it.
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) or None}
-    if thinking:
-        # Kimi's thinking models want their reasoning back on tool-calling turns.
+    if thinking and with_reasoning:
         message["reasoning_content"] = "".join(thinking)
     if calls:
         message["tool_calls"] = calls
