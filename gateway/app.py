@@ -21,6 +21,7 @@ from gateway.http.asgi import error_bytes
 from gateway.http.chat import ChatCompletions
 from gateway.http.health import healthz, readyz
 from gateway.http.identity import me
+from gateway.http.mcp_errors import JsonErrors
 from gateway.http.messages import CountTokens, Messages
 from gateway.http.metrics import metrics
 from gateway.http.middleware import GatewayMiddleware
@@ -114,7 +115,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         Route("/metrics", metrics, methods=["GET"]),
         # The MCP app as a plain ASGI endpoint on its own path: a `Mount("/")` would also
         # take every unknown path and wrong method, answering them with its plain-text 404.
-        Route("/mcp", mcp_app),
+        Route("/mcp", JsonErrors(mcp_app, settings.max_body_bytes)),
         *console.routes(),
     ]
     app = GatewayApp(

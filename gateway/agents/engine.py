@@ -26,6 +26,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gateway.agents import locking
+from gateway.agents.nul import replace_nul_in_parameters
 from gateway.settings import ConfigError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -94,11 +95,14 @@ def create_engine(url: URL, pool_size: int) -> AsyncEngine:
             path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, **pool)
         _configure_sqlite(engine)
-        return engine
-    # No pre-ping: it costs three round trips a checkout. After a server restart the
-    # first statement fails, SQLAlchemy recycles the whole pool, and that request's
-    # error goes to its client (a failed turn resumes when its input is sent again).
-    return create_async_engine(url, **pool)
+    else:
+        # No pre-ping: it costs three round trips a checkout. After a server restart the
+        # first statement fails, SQLAlchemy recycles the whole pool, and that request's
+        # error goes to its client (a failed turn resumes when its input is sent again).
+        engine = create_async_engine(url, **pool)
+    # PostgreSQL refuses NUL in text: what a model wrote is stored with U+FFFD instead.
+    replace_nul_in_parameters(engine)
+    return engine
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

@@ -2,9 +2,11 @@
 
 Inputs are strict pydantic models (a REST body or an MCP argument never gets coerced
 from `"5"` to `5`); a validation failure becomes one `InvalidRequest` whose `param`
-names the field the way a client wrote it (`memory_blocks[1].value`). Records are
-plain dataclasses; `to_api()` is their REST shape (the MCP tools build their
-structured results from the same records).
+names the field the way a client wrote it (`memory_blocks[1].value`). Text must hold no
+NUL character and integers must fit the store's INTEGER columns on every database.
+Unknown fields are ignored, as everywhere in the gateway. Records are plain dataclasses;
+`to_api()` is their REST shape (the MCP tools build their structured results from the
+same records).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gateway import errors
+from gateway import checks, errors
 
 NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 DEFAULT_SYSTEM = (
@@ -27,7 +29,7 @@ DEFAULT_CONVERSATION = "default"
 
 
 class MemoryBlock(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     label: str = Field(pattern=NAME_PATTERN)
     value: str = ""
@@ -39,7 +41,7 @@ def _default_blocks() -> list[MemoryBlock]:
 
 
 class AgentCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     name: str = Field(pattern=NAME_PATTERN)
     description: str = Field(default="", max_length=4096)
@@ -49,16 +51,16 @@ class AgentCreate(BaseModel):
     # None means every built-in tool; [] means none.
     tools: list[str] | None = Field(default=None, max_length=256)
     mcp_servers: list[str] = Field(default_factory=list, max_length=64)
-    context_window_limit: int | None = Field(default=None, ge=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_reasoning_tokens: int | None = Field(default=None, ge=0)
+    context_window_limit: int | None = Field(default=None, ge=1, le=checks.INT32_MAX)
+    max_tokens: int | None = Field(default=None, ge=1, le=checks.INT32_MAX)
+    max_reasoning_tokens: int | None = Field(default=None, ge=0, le=checks.INT32_MAX)
     enable_reasoner: bool = False
 
 
 class AgentUpdate(BaseModel):
     """A PATCH: only the fields present change; `null` clears a nullable knob."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     name: str | None = Field(default=None, pattern=NAME_PATTERN)
     description: str | None = Field(default=None, max_length=4096)
@@ -67,9 +69,9 @@ class AgentUpdate(BaseModel):
     memory_blocks: list[MemoryBlock] | None = Field(default=None, max_length=64)
     tools: list[str] | None = Field(default=None, max_length=256)
     mcp_servers: list[str] | None = Field(default=None, max_length=64)
-    context_window_limit: int | None = Field(default=None, ge=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_reasoning_tokens: int | None = Field(default=None, ge=0)
+    context_window_limit: int | None = Field(default=None, ge=1, le=checks.INT32_MAX)
+    max_tokens: int | None = Field(default=None, ge=1, le=checks.INT32_MAX)
+    max_reasoning_tokens: int | None = Field(default=None, ge=0, le=checks.INT32_MAX)
     enable_reasoner: bool | None = None
 
     def changes(self) -> dict[str, Any]:
@@ -83,6 +85,7 @@ def parse(model: type[M], data: Any) -> M:
     """Validate `data`, turning the first problem into a 400 that names the field."""
     if not isinstance(data, dict):
         raise errors.InvalidRequest("request body must be a JSON object")
+    checks.reject_nul(data)
     try:
         value = model.model_validate(data)
     except ValidationError as exc:

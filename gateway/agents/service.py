@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from gateway import errors
+from gateway import checks, errors
 from gateway.agents import context
 from gateway.agents.calls import ModelCaller
 from gateway.agents.loop import AgentLoop, StepFn, TurnOptions
@@ -356,6 +356,7 @@ class TurnStream:
 def user_inputs(message: str | Sequence[Mapping[str, Any]]) -> list[StoredMessage]:
     """The turn's input as messages to store; 400 when there is no usable user input."""
     if isinstance(message, str):
+        checks.reject_nul(message, "message")
         message = [{"role": "user", "content": message}]
     out: list[StoredMessage] = []
     for i, item in enumerate(message):
@@ -364,15 +365,17 @@ def user_inputs(message: str | Sequence[Mapping[str, Any]]) -> list[StoredMessag
                 "an agent turn takes user messages only", param=f"messages[{i}].role"
             )
         content = item.get("content")
+        checks.reject_nul(content, f"messages[{i}].content")
         if isinstance(content, str):
             text, parts = content, None
         elif isinstance(content, list) and all(isinstance(p, dict) for p in content):
+            checks.content_parts(content, f"messages[{i}].content")
             parts = list(content)
-            text = " ".join(str(p.get("text", "")) for p in parts if p.get("type") == "text")
+            text = " ".join(p["text"] for p in parts if p.get("type") == "text")
         else:
             raise errors.InvalidRequest(
                 "a user message's content must be a string or a list of content parts",
-                param="messages",
+                param=f"messages[{i}].content",
             )
         stored = StoredMessage(0, "", "", -1, 0, "user", text, content_parts=parts)
         stored.tokens = context.estimate_tokens(stored.to_openai())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from starlette.types import Receive, Scope, Send
@@ -61,6 +62,24 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise errors.InvalidJSON("request body must be a JSON object")
     return data
+
+
+def reject_nul_in_url(scope: Scope) -> None:
+    """400 when the path or a query parameter holds a NUL character (`%00`).
+
+    No route has a use for one, and the store cannot look one up (PostgreSQL refuses NUL
+    in text), so this is checked once for every route, before any handler runs.
+    """
+    if "\x00" in scope["path"]:
+        raise errors.InvalidRequest("the URL path contains a NUL character (%00)", param="path")
+    query: bytes = scope.get("query_string", b"")
+    if b"%00" in query:
+        for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+            if "\x00" in name or "\x00" in value:
+                raise errors.InvalidRequest(
+                    f"query parameter '{name}' contains a NUL character (%00)",
+                    param=name.replace("\x00", "") or "query",
+                )
 
 
 def too_large(limit: int) -> errors.RequestTooLarge:

@@ -50,16 +50,13 @@ def parse_chat_request(raw: bytes) -> dict[str, Any]:
             "'messages' is required and must be a non-empty array", param="messages"
         )
     for i, message in enumerate(messages):
-        if not isinstance(message, dict):
-            raise errors.InvalidRequest("each message must be an object", param=f"messages[{i}]")
-        if message.get("role") not in _ROLES:
-            raise errors.InvalidRequest(
-                f"messages[{i}].role must be one of {', '.join(sorted(_ROLES))}",
-                param=f"messages[{i}].role",
-            )
+        _check_message(message, f"messages[{i}]")
     _check_type(body, "stream", bool)
     _check_type(body, "stream_options", dict)
     _check_type(body, "tools", list)
+    for i, tool in enumerate(body.get("tools") or ()):
+        if not isinstance(tool, dict):
+            raise errors.InvalidRequest("each tool must be an object", param=f"tools[{i}]")
     _check_type(body, "n", int)
     _check_type(body, "max_tokens", int)
     _check_type(body, "max_completion_tokens", int)
@@ -68,7 +65,47 @@ def parse_chat_request(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def _check_type(body: dict[str, Any], field: str, kind: type | tuple[type, ...]) -> None:
+def _check_message(message: Any, where: str) -> None:
+    """The types of a message's fields that a translator or the agent loop reads.
+
+    Only types: values are the upstream's business. Unknown fields pass.
+    """
+    if not isinstance(message, dict):
+        raise errors.InvalidRequest("each message must be an object", param=where)
+    role = message.get("role")
+    if not isinstance(role, str) or role not in _ROLES:
+        raise errors.InvalidRequest(
+            f"{where}.role must be one of {', '.join(sorted(_ROLES))}", param=f"{where}.role"
+        )
+    content = message.get("content")
+    if content is not None and not isinstance(content, str | list):
+        raise errors.InvalidRequest(
+            f"{where}.content must be a string or an array of content parts",
+            param=f"{where}.content",
+        )
+    for i, part in enumerate(content if isinstance(content, list) else ()):
+        if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+            raise errors.InvalidRequest(
+                "each content part must be an object with a string 'type'",
+                param=f"{where}.content[{i}]",
+            )
+    _check_type(message, "name", str, where)
+    _check_type(message, "tool_call_id", str, where)
+    _check_type(message, "tool_calls", list, where)
+    for i, call in enumerate(message.get("tool_calls") or ()):
+        at = f"{where}.tool_calls[{i}]"
+        if not isinstance(call, dict) or not isinstance(call.get("function"), dict):
+            raise errors.InvalidRequest(
+                "each tool call must be an object with a 'function' object", param=at
+            )
+        _check_type(call, "id", str, at)
+        _check_type(call["function"], "name", str, f"{at}.function")
+        _check_type(call["function"], "arguments", str, f"{at}.function")
+
+
+def _check_type(
+    body: dict[str, Any], field: str, kind: type | tuple[type, ...], where: str = ""
+) -> None:
     value = body.get(field)
     if value is None:
         return
@@ -86,7 +123,8 @@ def _check_type(body: dict[str, Any], field: str, kind: type | tuple[type, ...])
             "bool": "boolean",
         }
         words = " or ".join(wanted.get(n, n) for n in names.split(" or "))
-        raise errors.InvalidRequest(f"'{field}' must be {words}", param=field)
+        param = f"{where}.{field}" if where else field
+        raise errors.InvalidRequest(f"'{param}' must be {words}", param=param)
 
 
 class ChatCompletions:

@@ -1,5 +1,5 @@
 """Pure ASGI middleware: request id, refusal while draining, gateway-key authentication,
-last-resort error bodies.
+NUL-free URLs, last-resort error bodies.
 
 It wraps `send` rather than using `BaseHTTPMiddleware`, so streams pass through
 untouched and are observed when their last byte goes out.
@@ -15,7 +15,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import errors, lifecycle
-from gateway.http.asgi import header, send_error
+from gateway.http.asgi import header, reject_nul_in_url, send_error
 from gateway.http.console import is_console_path
 from gateway.lifecycle import Drain
 from gateway.observability.recorder import calls_of
@@ -85,6 +85,7 @@ class GatewayMiddleware:
                         await self._admit(caller)
                         if caller.tpm is not None or caller.max_budget_usd is not None:
                             sender = self._charging(send_with_id, state, caller)
+            reject_nul_in_url(scope)
             await self.app(scope, receive, sender)
         except errors.GatewayError as exc:
             if started:

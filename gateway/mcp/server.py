@@ -18,8 +18,9 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ToolsListChanged
-from mcp.types import CallToolResult, InputRequiredResult
+from mcp.types import INVALID_PARAMS, CallToolResult, GetPromptResult, InputRequiredResult
 from mcp.types import Tool as MCPTool
 from pydantic import BaseModel, Field, ValidationError
 from starlette.applications import Starlette
@@ -144,17 +145,32 @@ class GatewayMCPServer(MCPServer):
     ) -> CallToolResult | InputRequiredResult:
         if self.refresh is not None and self.is_stale is not None and self.is_stale(name):
             await self.refresh()
+        if self._tool_manager.get_tool(name) is None:
+            # A protocol error in both eras, as the spec says; the SDK answers an error
+            # result (a tool that ran and failed) instead.
+            if self.on_rejected is not None:
+                self.on_rejected(OTHER, "not_found")
+            raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {name}")
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
             # Tool bodies count themselves (`McpFacade.serve`); an unknown tool or arguments
             # that fail validation never reach one. The SDK makes these error results.
             if self.on_rejected is not None and not isinstance(exc, UnexpectedToolError):
-                if exc.__cause__ is None:  # raised by the tool manager: no such tool
-                    self.on_rejected(OTHER, "not_found")
-                elif isinstance(exc.__cause__, ValidationError):
+                if isinstance(exc.__cause__, ValidationError):
                     self.on_rejected(name, "invalid_value")
             raise
+
+    async def get_prompt(
+        self,
+        name: str,
+        arguments: dict[str, Any] | None = None,
+        context: Context[Any, Any] | None = None,
+    ) -> GetPromptResult | InputRequiredResult:
+        if self._prompt_manager.get_prompt(name) is None:
+            # The SDK turns this into an internal error (-32603); the spec says -32602.
+            raise MCPError(code=INVALID_PARAMS, message=f"Unknown prompt: {name}")
+        return await super().get_prompt(name, arguments, context)
 
 
 def _stale_check(agent_tools: AgentTools) -> Callable[[str], bool]:
