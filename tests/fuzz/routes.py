@@ -260,6 +260,28 @@ def mcp_request(draw: st.DrawFn) -> Request:
     return Request("POST", "/mcp", {}, out, raw)
 
 
+# -- tenants ---------------------------------------------------------------------------------
+
+KEY = "fuzzkey"  # a virtual key the runner keeps in existence
+key_fields: dict[str, st.SearchStrategy[Any]] = {
+    "name": st.from_regex(r"[A-Za-z0-9_.-]{1,64}", fullmatch=True),
+    "models": st.lists(st.sampled_from(["openai/*", MODEL, "kimi/*"]), max_size=2),
+    "agents": st.lists(st.sampled_from([AGENT, "*"]), max_size=2),
+    "mcp_tools": st.lists(st.sampled_from(["chat", "ask_*"]), max_size=2),
+    "rpm": st.integers(1, 10_000),
+    "tpm": st.integers(1, 1_000_000),
+    "max_budget_usd": st.floats(0, 1000),
+    "budget_period": st.sampled_from(["daily", "monthly", None]),
+    "expires_at": st.one_of(
+        st.floats(2e9, 3e9), st.sampled_from(["2030-01-01T00:00:00Z", "2030-01-01"])
+    ),
+}
+key_ref = segment(KEY, "nokey", "key-" + "0" * 24)
+day = st.one_of(
+    st.sampled_from(["2026-01-01", "2026-12-31", "1970-01-01", "9999-12-31", "0", "1e308"]),
+    st.floats(allow_nan=True).map(str),
+)
+
 # -- the table -----------------------------------------------------------------------------
 
 ROUTES: list[Route] = [
@@ -290,6 +312,30 @@ ROUTES: list[Route] = [
         headers=turn_headers,
         body=body(turn_body),
     ),
+    route(
+        "GET",
+        "/v1/agents/{ref}/conversations",
+        params={"ref": agent_ref},
+        query=query("limit"),
+    ),
+    route("GET", "/v1/me", headers=headers("authorization", "x-api-key")),
+    route("GET", "/v1/keys"),
+    route("POST", "/v1/keys", body=body(obj(key_fields))),
+    route("GET", "/v1/keys/{ref}", params={"ref": key_ref}),
+    route("PATCH", "/v1/keys/{ref}", params={"ref": key_ref}, body=body(obj(key_fields))),
+    route("DELETE", "/v1/keys/{ref}", params={"ref": key_ref}),
+    route(
+        "GET",
+        "/v1/usage",
+        query=st.one_of(
+            query("start", "end", "group_by", "key_id"),
+            st.fixed_dictionaries(
+                {"start": day, "end": day, "group_by": st.sampled_from(["key", "model", "day"])}
+            ),
+        ),
+    ),
+    route("GET", "/ui"),
+    route("GET", "/ui/{file}", params={"file": segment("index.html", "app.js", "..%2F..%2Fetc")}),
     route("GET", "/healthz"),
     route("GET", "/readyz"),
     route("GET", "/metrics"),

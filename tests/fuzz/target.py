@@ -12,20 +12,25 @@ from typing import Any
 import httpx2
 import orjson
 
-from tests.fuzz.routes import AGENT, LEGACY, MODEL, SESSION, Request
+from tests.fuzz.routes import AGENT, KEY, LEGACY, MODEL, SESSION, Request
 from tests.fuzz.strategies import header_safe
 from tests.gateway_server import GatewayServer
 
 MCP_ACCEPT = {"accept": "application/json, text/event-stream"}
+# The gateway under fuzz runs with this admin key, so the management routes are reached;
+# a request may carry an `authorization` of its own.
+ADMIN_KEY = "fuzz-admin-key"
 
 
 class Target:
     """One gateway under fuzz: an HTTP client, the agent `fuzz`, a legacy MCP session."""
 
     def __init__(self, gateway: GatewayServer) -> None:
-        self.http = httpx2.Client(base_url=gateway.url, timeout=60)
+        auth = {"authorization": f"Bearer {ADMIN_KEY}"}
+        self.http = httpx2.Client(base_url=gateway.url, timeout=60, headers=auth)
         self.session = b""
         self.ensure_agent()
+        self.ensure_key()
 
     def close(self) -> None:
         self.http.close()
@@ -33,6 +38,11 @@ class Target:
     def ensure_agent(self) -> None:
         if self.http.get(f"/v1/agents/{AGENT}").status_code == 404:
             created = self.http.post("/v1/agents", json={"name": AGENT, "model": MODEL})
+            assert created.status_code == 201, created.text
+
+    def ensure_key(self) -> None:
+        if self.http.get(f"/v1/keys/{KEY}").status_code == 404:
+            created = self.http.post("/v1/keys", json={"name": KEY})
             assert created.status_code == 201, created.text
 
     def legacy_session(self) -> bytes:
@@ -74,6 +84,7 @@ class Target:
             self.session = b""  # the session ended (a DELETE, or the server forgot it)
         if request.method in ("PATCH", "DELETE") and response.status_code == 200:
             self.ensure_agent()
+            self.ensure_key()
         return response
 
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from tests.fuzz.routes import ROUTES, Request
-from tests.fuzz.target import Target, problem
+from tests.fuzz.target import ADMIN_KEY, Target, problem
 from tests.gateway_server import GatewayServer
 
 EXAMPLES = int(os.environ.get("GATEWAY_FUZZ_EXAMPLES", "150"))
@@ -31,7 +31,7 @@ requests = st.sampled_from(ROUTES).flatmap(lambda route: route.requests)
 
 
 def test_no_request_gets_a_5xx(agent_gateway: Callable[..., GatewayServer], backend: str) -> None:
-    gateway = agent_gateway()
+    gateway = agent_gateway({"GATEWAY_ADMIN_KEY": ADMIN_KEY})
     target = Target(gateway)
     failures: list[tuple[Request, str]] = []
 
