@@ -89,7 +89,6 @@ BAD_CREATE = [
     ({"name": "x" * 65}, "name", "invalid_value"),
     ({"name": 7}, "name", "invalid_value"),
     ({}, "name", "invalid_value"),
-    ({"name": "ok", "colour": "red"}, "colour", "invalid_value"),
     (
         {"name": "ok", "memory_blocks": [{"label": "a b"}]},
         "memory_blocks[0].label",
@@ -195,9 +194,8 @@ def test_bad_requests_of_every_route(rest: httpx2.Client, sdk: openai.OpenAI) ->
         ({"message": ""}, "message"),
         ({"messages": [{"role": "system", "content": "x"}]}, "messages[0].role"),
         ({"messages": ["hi"]}, "messages[0]"),
-        ({"messages": [{"role": "user", "content": 5}]}, "messages"),
+        ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
         ({"message": "hi", "conversation": 3}, "conversation"),
-        ({"message": "hi", "extra": 1}, "extra"),
     ):
         assert error_of(post(messages, json=body), 400)["param"] == param
     assert error_of(
