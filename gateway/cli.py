@@ -152,6 +152,7 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
                 (m.handle, m.provider, str(m.context_window or "-"), m.source)
                 for m in await services.router.list_models()
             ]
+            resting = await services.groups.resting()
         finally:
             await services.close()
         rows.sort()
@@ -159,6 +160,11 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
         for row in [header, *rows]:
             print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        for name, group in services.groups.groups.items():
+            targets = ", ".join(
+                f"{t} (cooling down)" if t in resting.get(name, ()) else t for t in group.targets
+            )
+            print(f"group {name} ({group.strategy}): {targets}")
         for spec in services.specs.values():
             if not spec.enabled:
                 print(f"# {spec.disabled_reason}", file=sys.stderr)

@@ -26,6 +26,7 @@ from gateway.providers.base import ProviderSpec
 from gateway.providers.provider import Provider
 from gateway.providers.registry import build_providers, check_aliases, provider_specs
 from gateway.responses.store import ResponseStore
+from gateway.routing.groups import Group, LocalCooldowns, ModelGroups, RedisCooldowns
 from gateway.routing.router import Router
 from gateway.settings import Settings
 from gateway.tenants.service import Tenants
@@ -74,8 +75,21 @@ class Services:
         # Keys, limits and spend; finished requests' usage reaches it through the recorder.
         self.tenants = Tenants(settings, self.store, self.metrics)
         self.recorder.on_usage = self.tenants.record
-        # What every facade calls for a chat: models, aliases and `agent/<name>`.
-        self.chat = ChatService(self.router, models, AgentChat(self.agents))
+        # `[models.<name>]` groups; their targets' rests are shared through Redis if set.
+        self.groups = ModelGroups(
+            {name: Group.from_config(name, c) for name, c in settings.models.items()},
+            RedisCooldowns(self.tenants.redis, settings.redis_prefix, self.metrics.cooldown)
+            if self.tenants.redis is not None
+            else LocalCooldowns(self.metrics.cooldown),
+        )
+        # What every facade calls for a chat: models, aliases, groups and `agent/<name>`.
+        self.chat = ChatService(
+            self.router,
+            models,
+            AgentChat(self.agents),
+            groups=self.groups,
+            on_fallback=self.metrics.fallback,
+        )
 
     async def start(self, *, agents: bool = True) -> None:
         """Start the provider clients and, unless `agents` is false, the agent store."""

@@ -12,6 +12,7 @@ from gateway.wire.internal import StreamEvent
 if TYPE_CHECKING:
     from gateway.agents.loop import StepFn
     from gateway.agents.schemas import TurnResult
+    from gateway.routing.groups import Group
     from gateway.routing.router import Route
 
 
@@ -40,11 +41,17 @@ class ChatContext:
 
 @dataclass(frozen=True)
 class Target:
-    """A resolved handle: a model (`route`) or an agent (`agent`, its name)."""
+    """A resolved handle: a model (`route`) or an agent (`agent`, its name).
+
+    A model group's target also has `group` and its `candidates` in the order they are
+    tried, as (the target as configured, its route); `route` is the first of them.
+    """
 
     handle: str
     route: Route | None = None
     agent: str | None = None
+    group: Group | None = None
+    candidates: tuple[tuple[str, Route], ...] = ()
 
 
 class EventStream:

@@ -13,8 +13,11 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
+    """Ready or not (and why); model-group targets resting now are listed either way."""
     services = request.app.state.services
     problems = await services.readiness_problems()
+    resting = await services.groups.resting()
+    extra = {"cooldowns": resting} if resting else {}
     if problems:
-        return json_response({"status": "not ready", "problems": problems}, status=503)
-    return json_response({"status": "ready"})
+        return json_response({"status": "not ready", "problems": problems, **extra}, status=503)
+    return json_response({"status": "ready", **extra})

@@ -63,7 +63,12 @@ class GatewayMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id)]
+                extra = [(b"x-request-id", request_id)]
+                calls = calls_of(state.get("call_stats"))
+                if calls and calls[-1].handle:
+                    # The model that served (a model group's target, an agent's model).
+                    extra.append((b"x-gateway-target", calls[-1].handle.encode()))
+                message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
         sender: Send = send_with_id

@@ -53,9 +53,15 @@ async def list_models(request: Request) -> Response:
     caller = caller_of(request.scope)
     data = [model_entry(m) for m in await services.router.list_models()]
     data = [m for m in data if caller.may_use_model(m["id"])]
+    data += [group_entry(name) for name in services.groups.groups if caller.may_use_model(name)]
     agents = await services.agents.list_agents()
     data += [agent_entry(a) for a in agents if caller.may_use_agent(a.name)]
     return json_response({"object": "list", "data": data})
+
+
+def group_entry(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "agent-gateway",
+            "source": "group"}  # fmt: skip
 
 
 async def get_model(request: Request) -> Response:
@@ -72,6 +78,8 @@ async def get_model(request: Request) -> Response:
         return json_response(agent_entry(agent))
     if not caller.may_use_model(handle):
         raise errors.ModelNotAllowed(f"this key may not use model '{handle}'", param="model")
+    if services.groups.get(handle) is not None:
+        return json_response(group_entry(handle))
     route = await services.router.resolve(handle)
     info = route.info or ModelInfo(route.model, route.provider, None, "fallback")
     return json_response(model_entry(info))

@@ -130,6 +130,26 @@ class LocalCooldowns:
             self._on_change(group, target, cooling)
 
 
+class ModelGroups:
+    """The configured groups and where their rests are kept."""
+
+    def __init__(self, groups: dict[str, Group], cooldowns: Cooldowns) -> None:
+        self.groups = groups
+        self.cooldowns = cooldowns
+
+    def get(self, name: str) -> Group | None:
+        return self.groups.get(name)
+
+    async def resting(self) -> dict[str, list[str]]:
+        """group -> its targets resting now (asks Redis when the rests are shared)."""
+        out: dict[str, list[str]] = {}
+        for group in self.groups.values():
+            cooling = await self.cooldowns.cooling(group)
+            if cooling:
+                out[group.name] = [t for t in group.targets if t in cooling]
+        return out
+
+
 # KEYS: failure counter, cooldown flag. ARGV: failures, cooldown ms.
 # Returns 1 when this failure starts the target's rest.
 _FAILED = """

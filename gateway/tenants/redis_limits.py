@@ -236,6 +236,11 @@ class RedisLimits:
             self._down = False
             log.warning("Redis answers again; limits enforced across replicas")
 
+    @property
+    def client(self) -> aioredis.Redis:
+        """The connection pool, for others who share state through the same Redis."""
+        return self._redis
+
     async def ping(self) -> None:
         await self._redis.ping()
 

@@ -58,6 +58,11 @@ class Tenants:
         else:
             self.limits = LocalLimits(self.ledger.period_spend)
 
+    @property
+    def redis(self) -> Any:
+        """The Redis client limits use (None without GATEWAY_REDIS_URL)."""
+        return getattr(self.limits, "client", None)
+
     async def start(self) -> None:
         self.ledger.start()
         if self.metrics is not None:
