@@ -245,16 +245,22 @@ class TurnSession:
         )
 
     async def _save_key(self, key: str, turn_id: str, input_hash: str) -> None:
-        await self.conn.execute(
-            q.NEW_KEY,
-            {
-                "agent_id": self.agent_id,
-                "key": key,
-                "turn_id": turn_id,
-                "request_hash": input_hash,
-                "created_at": time.time(),
-            },
-        )
+        values = {
+            "agent_id": self.agent_id,
+            "key": key,
+            "turn_id": turn_id,
+            "request_hash": input_hash,
+            "created_at": time.time(),
+        }
+        try:
+            await self.conn.execute(q.NEW_KEY, values)
+        except IntegrityError:
+            # A turn of another conversation (another lock) took the key while ours
+            # looked for it: the same key for a different request, as in `_previous_turn`.
+            raise errors.IdempotencyKeyReused(
+                "this Idempotency-Key is in use by a request in another conversation",
+                param="Idempotency-Key",
+            ) from None
 
     async def _history(self) -> list[StoredMessage]:
         params = {"conversation_id": self.conversation_id, "start": self.context_start}

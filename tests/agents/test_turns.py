@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from tests.agents.conftest import create, history
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.gateway_server import GatewayServer
+from tests.promtext import Samples
 
 
 def ask(sdk: openai.OpenAI, text: str, agent: str = "ada", **kw: Any) -> Any:
@@ -329,3 +331,58 @@ def test_kimi_thinking_model_gets_its_reasoning_back_with_tool_calls(
     second = upstream.chat_requests[1].json["messages"]
     assistant = next(m for m in second if m["role"] == "assistant")
     assert assistant["tool_calls"] and assistant["reasoning_content"] == "Store the preference."
+
+
+def test_one_idempotency_key_at_once_in_several_conversations_is_a_conflict(
+    rest: httpx2.Client, sdk: openai.OpenAI, upstream: FakeUpstream
+) -> None:
+    create(rest)
+    # Slow replies keep the turns' first transactions close together.
+    upstream.script(*[Reply.delay(0.2, Reply.completion()) for _ in range(8)])
+
+    def attempt(i: int) -> int | str:
+        headers = {"Idempotency-Key": "shared", "X-Conversation-Id": f"c-{i}"}
+        try:
+            ask(sdk, "same words", extra_headers=headers)
+        except openai.APIStatusError as exc:
+            return f"{exc.status_code} {exc.body['code']}"  # type: ignore[index]
+        return 200
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(attempt, range(8)))
+    assert sorted(outcomes, key=str) == [200] + ["409 idempotency_key_reused"] * 7
+
+
+def _in_flight(gw: GatewayServer) -> float:
+    return Samples(httpx2.get(gw.url + "/metrics").text).sum("gateway_http_requests_in_flight")
+
+
+def test_a_queued_turn_runs_with_the_agent_as_it_is_when_it_starts(
+    gw: GatewayServer, rest: httpx2.Client, sdk: openai.OpenAI, upstream: FakeUpstream
+) -> None:
+    create(rest, system="You are the old Ada.")
+    gate: concurrent.futures.Future[None] = concurrent.futures.Future()
+    upstream.script(Reply.hold(gate, Reply.completion()))
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        try:
+            first = pool.submit(ask, sdk, "first")
+            _until(lambda: len(upstream.chat_requests) == 1)
+            # The second turn arrives, reads the agent, and queues behind the first.
+            second = pool.submit(ask, sdk, "second")
+            _until(lambda: _in_flight(gw) >= 3)  # both turns and this scrape
+            patched = rest.patch("/v1/agents/ada", json={"system": "You are the new Ada."})
+            assert patched.status_code == 200, patched.text
+        finally:
+            gate.set_result(None)
+        first.result(), second.result()
+    systems = [r.json["messages"][0]["content"] for r in upstream.chat_requests]
+    assert "old Ada" in systems[0]
+    assert "new Ada" in systems[1]
+
+
+def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(600):
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError("the gateway never got there")
