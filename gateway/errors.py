@@ -266,17 +266,3 @@ def from_upstream(
             return UpstreamBadRequest(detail, code="context_length_exceeded", param=param)
         return UpstreamBadRequest(detail, code=code or "upstream_bad_request", param=param)
     return UpstreamUnavailable(detail)
-
-
-def from_stream_error(provider: str, error: object) -> GatewayError:
-    """An `error` event inside an upstream's stream, keeping the upstream's code.
-
-    The HTTP status was 200 by then, so the class says only that the upstream failed;
-    the code is the upstream's own (OpenAI-style `code`, else its `type`).
-    """
-    message = error.get("message") if isinstance(error, dict) else error
-    code = (error.get("code") or error.get("type")) if isinstance(error, dict) else None
-    detail = (
-        f"{provider} failed mid-stream: {message}" if message else f"{provider} failed mid-stream"
-    )
-    return UpstreamUnavailable(detail, code=str(code) if code else None)

@@ -116,3 +116,24 @@ def test_failure_before_any_token_is_a_plain_http_error(
     with pytest.raises(openai.RateLimitError) as failure:
         list(stream(sdk, "hello"))
     assert failure.value.body["code"] == "upstream_rate_limited"  # type: ignore[index]
+
+
+def test_an_upstream_error_mid_stream_keeps_the_upstreams_code(
+    rest: httpx2.Client, sdk: openai.OpenAI, upstream: FakeUpstream
+) -> None:
+    create(rest)
+    error = {
+        "error": {"message": "overloaded", "type": "server_error", "code": "engine_overloaded"}
+    }
+    upstream.script(
+        Reply.sse([chunk({"role": "assistant", "content": ""}), chunk({"content": "The "}), error])
+    )
+    with pytest.raises(openai.APIError) as failure:
+        for _ in stream(sdk, "hello"):
+            pass
+    assert failure.value.code == "engine_overloaded"
+    # Before any text, the turn's error is a plain HTTP error with the same code.
+    upstream.script(Reply.sse([error]))
+    with pytest.raises(openai.APIStatusError) as before:
+        list(stream(sdk, "hello"))
+    assert before.value.body["code"] == "engine_overloaded"  # type: ignore[index]
