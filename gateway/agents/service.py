@@ -186,14 +186,18 @@ class AgentService:
         idempotency_key: str | None = None,
         on_step: StepFn | None = None,
         calls: list[CallRecord] | None = None,
+        on_end: Callable[[], None] | None = None,
     ) -> TurnResult:
         """Run one turn and return its messages, usage and step count.
 
         `message` is the user's text, or user messages in OpenAI's shape (content as a
-        string or a list of parts). The turn goes on if the caller is cancelled.
+        string or a list of parts). The turn goes on if the caller is cancelled;
+        `on_end` is called when it ends all the same (to record its `calls`).
         """
         options = TurnOptions(on_step=on_step, calls=calls if calls is not None else [])
         task = await self._start(ref, message, conversation, idempotency_key, options)
+        if on_end is not None:
+            task.add_done_callback(lambda _: on_end())
         return await asyncio.shield(task)
 
     async def stream_turn(

@@ -187,14 +187,17 @@ class AgentTools:
         on_step = _progress(ctx) if ctx is not None else None
         if ctx is not None:
             await _report(ctx, 0, self.agents.settings.agent_max_steps, "thinking")
-        try:
-            return await self.agents.run_turn(
-                ref, message, conversation=conversation, on_step=on_step, calls=calls
-            )
-        finally:
+        metrics = self.facade.services.metrics
+
+        def record() -> None:
             # No HTTP middleware sees these calls (stdio, or inside the MCP session).
+            # Recorded when the turn ends, which may be after the client cancelled.
             for stats in calls:
-                self.facade.services.metrics.record_call(stats)
+                metrics.record_call(stats)
+
+        return await self.agents.run_turn(
+            ref, message, conversation=conversation, on_step=on_step, calls=calls, on_end=record
+        )
 
     async def progress(self, ctx: Context) -> StepFn:
         """A step callback reporting progress to `ctx`'s client, told "thinking" first."""
