@@ -14,6 +14,7 @@ from starlette.responses import Response
 from gateway import errors
 from gateway.agents.schemas import AgentRecord
 from gateway.providers.base import ModelInfo
+from gateway.routing.groups import Group
 from gateway.routing.handles import agent_handle, agent_name
 from gateway.tenants.caller import caller_of
 
@@ -53,15 +54,27 @@ async def list_models(request: Request) -> Response:
     caller = caller_of(request.scope)
     data = [model_entry(m) for m in await services.router.list_models()]
     data = [m for m in data if caller.may_use_model(m["id"])]
-    data += [group_entry(name) for name in services.groups.groups if caller.may_use_model(name)]
+    groups = [g for g in services.groups.groups.values() if caller.may_use_model(g.name)]
+    if groups:
+        resting = await services.groups.resting()
+        data += [group_entry(g, resting.get(g.name, [])) for g in groups]
     agents = await services.agents.list_agents()
     data += [agent_entry(a) for a in agents if caller.may_use_agent(a.name)]
     return json_response({"object": "list", "data": data})
 
 
-def group_entry(name: str) -> dict[str, Any]:
-    return {"id": name, "object": "model", "created": 0, "owned_by": "agent-gateway",
-            "source": "group"}  # fmt: skip
+def group_entry(group: Group, resting: list[str]) -> dict[str, Any]:
+    """A model group: its targets in order, and those resting after failures."""
+    return {
+        "id": group.name,
+        "object": "model",
+        "created": 0,
+        "owned_by": "agent-gateway",
+        "source": "group",
+        "strategy": group.strategy,
+        "targets": list(group.targets),
+        "cooling_down": resting,
+    }
 
 
 async def get_model(request: Request) -> Response:
@@ -78,8 +91,10 @@ async def get_model(request: Request) -> Response:
         return json_response(agent_entry(agent))
     if not caller.may_use_model(handle):
         raise errors.ModelNotAllowed(f"this key may not use model '{handle}'", param="model")
-    if services.groups.get(handle) is not None:
-        return json_response(group_entry(handle))
+    group = services.groups.get(handle)
+    if group is not None:
+        resting = await services.groups.resting()
+        return json_response(group_entry(group, resting.get(group.name, [])))
     route = await services.router.resolve(handle)
     info = route.info or ModelInfo(route.model, route.provider, None, "fallback")
     return json_response(model_entry(info))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx2
 import pytest
@@ -234,4 +235,43 @@ def test_admin_creates_and_revokes_keys_and_reads_usage_as_a_chart(
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Revoke team-a").click()
     expect(page.locator("tbody tr", has_text="team-a")).to_contain_text("revoked")
+    assert console.errors == []
+
+
+GROUPS = """
+[[providers]]
+name = "openai"
+type = "openai"
+max_attempts = 1
+
+[models.fast]
+targets = ["openai/gpt-4o-mini", "openai/gpt-4o"]
+failures = 1
+cooldown_s = 120
+"""
+
+
+def test_models_view_shows_groups_and_targets_cooling_down(
+    console: Console,
+    make_gateway: Callable[..., GatewayServer],
+    upstream: FakeUpstream,
+    tmp_path: Path,
+) -> None:
+    import openai
+
+    config = tmp_path / "groups.toml"
+    config.write_text(GROUPS)
+    gw = make_gateway({"GATEWAY_API_KEYS": KEY}, config=config)
+    upstream.script(Reply.error(503))  # the first target fails once: it rests
+    with openai.OpenAI(base_url=gw.base_url, api_key=KEY, max_retries=0) as sdk:
+        sdk.chat.completions.create(model="fast", messages=[{"role": "user", "content": "hi"}])
+    page = console.page
+    sign_in(page, gw)
+    page.get_by_role("link", name="Models").click()
+    group = page.locator("tbody tr", has_text="fallback")
+    expect(group).to_contain_text("fast")
+    targets = group.locator("ol.targets li")
+    expect(targets).to_have_count(2)
+    expect(targets.first).to_contain_text("cooling down")
+    expect(targets.last).not_to_contain_text("cooling down")
     assert console.errors == []

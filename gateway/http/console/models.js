@@ -8,6 +8,7 @@ const SOURCES = {
   fallback: "fallback (built-in list)",
   config: "config file",
   agent: "agent",
+  group: "model group",
 };
 
 export function Models() {
@@ -33,5 +34,33 @@ export function Models() {
               </tr>`)}
           </tbody>
         </table>`}
+      ${list && html`<${Groups} groups=${list.data.filter((m) => m.source === "group")} />`}
     </section>`;
+}
+
+// Model groups: their targets in order of preference, and which are resting after failures.
+function Groups({ groups }) {
+  if (!groups.length) return null;
+  return html`
+    <h2>Model groups</h2>
+    <table>
+      <caption class="sr-only">Model groups</caption>
+      <thead><tr><th scope="col">Group</th><th scope="col">Strategy</th><th scope="col">Targets</th></tr></thead>
+      <tbody>
+        ${groups.map((g) => html`
+          <tr key=${g.id}>
+            <td><code>${g.id}</code></td>
+            <td>${g.strategy}</td>
+            <td>
+              <ol class="targets">
+                ${(g.targets || []).map((t) => html`
+                  <li>
+                    <code>${t}</code>
+                    ${(g.cooling_down || []).includes(t) && html` <strong class="cooling">cooling down</strong>`}
+                  </li>`)}
+              </ol>
+            </td>
+          </tr>`)}
+      </tbody>
+    </table>`;
 }
