@@ -260,6 +260,71 @@ def mcp_request(draw: st.DrawFn) -> Request:
     return Request("POST", "/mcp", {}, out, raw)
 
 
+# -- Anthropic Messages ------------------------------------------------------------------------
+
+block_kinds = st.sampled_from(["text", "image", "tool_use", "tool_result", "thinking", "document"])
+content_block = obj(
+    {
+        "type": block_kinds,
+        "text": words,
+        "id": words,
+        "name": words,
+        "input": st.dictionaries(words, words, max_size=2),
+        "tool_use_id": words,
+        "content": st.one_of(words, st.lists(obj({"type": st.just("text"), "text": words}))),
+        "thinking": words,
+        "source": obj(
+            {
+                "type": st.sampled_from(["base64", "url", "text"]),
+                "media_type": st.just("image/png"),
+                "data": st.just("AA=="),
+                "url": st.just("https://x/y.png"),
+            }
+        ),
+        "cache_control": obj({"type": st.just("ephemeral")}),
+    }
+)
+anthropic_message = obj(
+    {
+        "role": st.sampled_from(["user", "user", "assistant", "system"]),
+        "content": st.one_of(words, st.lists(content_block, max_size=3)),
+    }
+)
+messages_body = obj(
+    {
+        "model": models,
+        "max_tokens": st.integers(1, 4096),
+        "messages": st.lists(anthropic_message, min_size=1, max_size=3),
+        "system": st.one_of(words, st.lists(obj({"type": st.just("text"), "text": words}))),
+        "stream": st.booleans(),
+        "tools": st.lists(
+            obj(
+                {
+                    "name": words,
+                    "description": words,
+                    "input_schema": obj({"type": st.just("object")}),
+                    "type": st.sampled_from(["custom", "web_search_20250305", "bash_20250124"]),
+                }
+            ),
+            max_size=2,
+        ),
+        "tool_choice": obj(
+            {"type": st.sampled_from(["auto", "any", "tool", "none"]), "name": words}
+        ),
+        "stop_sequences": st.lists(words, max_size=2),
+        "temperature": st.floats(0, 1),
+        "top_p": st.floats(0, 1),
+        "thinking": obj(
+            {
+                "type": st.sampled_from(["enabled", "adaptive"]),
+                "budget_tokens": st.integers(1, 9999),
+            }
+        ),
+        "metadata": obj({"user_id": words}),
+    }
+)
+anthropic_headers = headers("anthropic-version", "anthropic-beta", "x-api-key")
+
 # -- tenants ---------------------------------------------------------------------------------
 
 KEY = "fuzzkey"  # a virtual key the runner keeps in existence
@@ -286,6 +351,14 @@ day = st.one_of(
 
 ROUTES: list[Route] = [
     route("POST", "/v1/chat/completions", headers=turn_headers, body=body(chat_body)),
+    route(
+        "POST",
+        "/v1/messages",
+        query=query("beta"),
+        headers=anthropic_headers,
+        body=body(messages_body),
+    ),
+    route("POST", "/v1/messages/count_tokens", headers=anthropic_headers, body=body(messages_body)),
     route("GET", "/v1/models", query=query("after")),
     route("GET", "/v1/models/{handle}", params={"handle": segment(MODEL, f"agent/{AGENT}")}),
     route("GET", "/v1/agents", query=query("limit", "after")),

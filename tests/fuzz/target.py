@@ -120,7 +120,9 @@ def _internal(data: Any) -> str | None:
         return None
     error = data.get("error")
     if isinstance(error, dict):
-        if error.get("type") == "server_error" or error.get("code") in ("internal_error", -32603):
+        # OpenAI's shape says `server_error`, Anthropic's `api_error`.
+        internal = error.get("type") in ("server_error", "api_error")
+        if internal or error.get("code") in ("internal_error", -32603):
             return orjson.dumps(error).decode()[:300]
     result = data.get("result")
     if isinstance(result, dict) and result.get("isError"):
