@@ -5,7 +5,7 @@ integers, NULs, deep nesting, odd unicode in bodies, query strings, path paramet
 headers, and JSON-RPC bodies for `/mcp` in both protocol eras), sent to a real uvicorn
 in front of the fake upstream, on SQLite and on PostgreSQL.
 
-CI runs a fixed, derandomized set of `GATEWAY_FUZZ_EXAMPLES` (default 250) examples per
+CI runs a fixed, derandomized set of `GATEWAY_FUZZ_EXAMPLES` (default 200) examples per
 store. To explore, raise it and set `GATEWAY_FUZZ_SEED`; `GATEWAY_FUZZ_REPORT=1` counts
 every failure instead of stopping (and shrinking) at the first, and prints them.
 """
@@ -23,7 +23,7 @@ from tests.fuzz.routes import ROUTES, Request
 from tests.fuzz.target import ADMIN_KEY, Target, problem
 from tests.gateway_server import GatewayServer
 
-EXAMPLES = int(os.environ.get("GATEWAY_FUZZ_EXAMPLES", "250"))
+EXAMPLES = int(os.environ.get("GATEWAY_FUZZ_EXAMPLES", "200"))
 SEED = os.environ.get("GATEWAY_FUZZ_SEED")
 REPORT = os.environ.get("GATEWAY_FUZZ_REPORT") == "1"
 
