@@ -12,6 +12,7 @@ import openai
 import pytest
 
 from gateway.cli import main
+from gateway.observability import multiprocess
 from gateway.tenants.auth import CACHE_SECONDS
 from tests.gateway_server import GatewayServer
 from tests.tenants.conftest import ADMIN, chat, new_key, sdk
@@ -148,3 +149,24 @@ def test_keys_cli(
     assert main(["keys", "revoke", "ci"]) == 0
     assert main(["keys", "list"]) == 0
     assert "revoked" in capsys.readouterr().out
+
+
+def test_serve_with_workers_and_no_redis_warns_that_limits_are_per_worker(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import uvicorn
+
+    served: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: served.append(kw))
+    monkeypatch.setenv("GATEWAY_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("GATEWAY_CONFIG", raising=False)
+    monkeypatch.delenv("GATEWAY_REDIS_URL", raising=False)
+    # `serve` writes these for its workers: monkeypatch puts them back afterwards.
+    for name in ("GATEWAY_HOST", "GATEWAY_WORKERS", multiprocess.ENV_VAR):
+        monkeypatch.setenv(name, "")
+    assert main(["serve", "--workers", "2", "--port", "0"]) == 0
+    assert "set GATEWAY_REDIS_URL to share them" in capsys.readouterr().err
+    monkeypatch.setenv("GATEWAY_REDIS_URL", "redis://127.0.0.1:6379/0")
+    assert main(["serve", "--workers", "2", "--port", "0"]) == 0
+    assert "GATEWAY_REDIS_URL" not in capsys.readouterr().err
+    assert [kw["workers"] for kw in served] == [2, 2]
