@@ -162,8 +162,9 @@ def test_serve_with_workers_and_no_redis_warns_that_limits_are_per_worker(
     monkeypatch.delenv("GATEWAY_CONFIG", raising=False)
     monkeypatch.delenv("GATEWAY_REDIS_URL", raising=False)
     # `serve` writes these for its workers: monkeypatch puts them back afterwards.
-    for name in ("GATEWAY_HOST", "GATEWAY_WORKERS", multiprocess.ENV_VAR):
-        monkeypatch.setenv(name, "")
+    for name, value in (("GATEWAY_HOST", "127.0.0.1"), ("GATEWAY_WORKERS", "1")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv(multiprocess.ENV_VAR, "")
     assert main(["serve", "--workers", "2", "--port", "0"]) == 0
     assert "set GATEWAY_REDIS_URL to share them" in capsys.readouterr().err
     monkeypatch.setenv("GATEWAY_REDIS_URL", "redis://127.0.0.1:6379/0")
