@@ -18,11 +18,10 @@ from gateway.wire.anthropic_messages import (
     Traits,
     check_request,
     dropped_tools,
-    error_body,
     estimate_tokens,
     to_internal,
-    to_message,
 )
+from gateway.wire.anthropic_messages_reply import error_body, to_message
 from gateway.wire.anthropic_messages_sse import MessageStream, error_frame
 from gateway.wire.internal import (
     Completion,

@@ -10,7 +10,7 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from gateway import errors
-from gateway.wire import anthropic_messages
+from gateway.wire import anthropic_messages_reply
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 SSE_HEADERS = [
@@ -116,7 +116,7 @@ def error_bytes(scope: Scope, error: errors.GatewayError) -> bytes:
     if speaks_anthropic(scope):
         state = scope.get("state")
         request_id = state.get("request_id") if isinstance(state, dict) else None
-        return anthropic_messages.error_bytes(error, request_id)
+        return anthropic_messages_reply.error_bytes(error, request_id)
     return error.json_bytes()
 
 

@@ -5,7 +5,7 @@ Messages natively (an `anthropic` provider, or one configured with an
 Anthropic-compatible base URL) goes through unchanged but for `model`, and the
 upstream's bytes come back; any other is translated to the internal request
 (`wire/anthropic_messages.py`), served by the chat service, and its reply or stream
-events translated back (`wire/anthropic_messages_sse.py`).
+events translated back (`wire/anthropic_messages_reply.py`, `_sse.py`).
 
 Errors on these routes are Anthropic-shaped (`http/asgi.error_bytes`); a stream that
 fails after its start ends with an `event: error` frame. Query strings (Claude Code's
@@ -38,6 +38,7 @@ from gateway.providers.profiles import WireName
 from gateway.providers.streams import UpstreamStream
 from gateway.tenants.caller import caller_of
 from gateway.wire import anthropic_messages as wire
+from gateway.wire.anthropic_messages_reply import to_message
 from gateway.wire.anthropic_messages_sse import MessageStream, error_frame
 
 WIRE: WireName = "anthropic-messages"
@@ -78,7 +79,7 @@ class Messages:
             await _send_sse(scope, receive, send, events, MessageStream(model), extra)
             return
         completion = await chat.complete(internal, caller, ctx)
-        reply_bytes = orjson.dumps(wire.to_message(completion, model))
+        reply_bytes = orjson.dumps(to_message(completion, model))
         await send_bytes(send, 200, reply_bytes, [*JSON_HEADERS, *extra])
 
 

@@ -1,9 +1,9 @@
-"""Anthropic's Messages API, client side: requests in, replies and errors out.
+"""Anthropic's Messages API, client side: requests in.
 
 `to_internal` turns a Messages request (what the Anthropic SDK and Claude Code send to
-`/v1/messages`) into the internal request, an OpenAI chat body; `to_message` turns an
-internal `Completion` back into a Messages reply; `error_body` renders any gateway
-error in Anthropic's shape. The stream's counterpart is `anthropic_messages_sse.py`.
+`/v1/messages`) into the internal request, an OpenAI chat body, and `estimate_tokens`
+counts one without a provider. Replies and errors go back through
+`anthropic_messages_reply.py`, streams through `anthropic_messages_sse.py`.
 
 What a translation cannot carry is dropped, not refused: clients send many fields no
 other provider knows (`cache_control`, `context_management`, `output_config`, beta
@@ -20,15 +20,7 @@ from typing import Any
 import orjson
 
 from gateway import errors
-from gateway.wire.internal import Completion, FinishReason, Usage
 
-# The stop reason Anthropic reports for each of OpenAI's finish reasons.
-STOP_REASONS: dict[FinishReason, str] = {
-    "stop": "end_turn",
-    "length": "max_tokens",
-    "tool_calls": "tool_use",
-    "content_filter": "refusal",
-}
 # Extended-thinking budgets as OpenAI's reasoning efforts: below 4k tokens is a light
 # think, 16k and more a long one (Claude Code's "think hard" asks for 31,999).
 _EFFORTS = ((4096, "low"), (16384, "medium"))
@@ -334,69 +326,6 @@ def _reasoning_effort(thinking: Any) -> str | None:
     return next((effort for limit, effort in _EFFORTS if budget < limit), "high")
 
 
-# -- replies ------------------------------------------------------------------------
-
-
-def message_id(completion_id: str) -> str:
-    return completion_id if completion_id.startswith("msg_") else f"msg_{completion_id}"
-
-
-def usage_of(usage: Usage) -> dict[str, int]:
-    """Anthropic counts cached prompt tokens apart from `input_tokens`; OpenAI within."""
-    return {
-        "input_tokens": max(0, usage.prompt_tokens - usage.cached_tokens),
-        "output_tokens": usage.completion_tokens,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": usage.cached_tokens,
-    }
-
-
-def to_message(completion: Completion, model: str) -> dict[str, Any]:
-    """The Messages reply for a completion; `model` is the one the client asked for."""
-    content: list[dict[str, Any]] = []
-    if completion.reasoning:
-        # No signature: only Anthropic can sign thinking, and only Anthropic checks it.
-        content.append({"type": "thinking", "thinking": completion.reasoning, "signature": ""})
-    if completion.content:
-        content.append({"type": "text", "text": completion.content})
-    for call in completion.tool_calls:
-        content.append(
-            {
-                "type": "tool_use",
-                "id": call.id,
-                "name": call.name,
-                "input": tool_input(call.arguments),
-            }
-        )
-    stop_reason = STOP_REASONS.get(completion.finish_reason, "end_turn")
-    if completion.tool_calls and stop_reason == "end_turn":
-        stop_reason = "tool_use"  # some servers say "stop" after a tool call
-    return {
-        "id": message_id(completion.id),
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": content,
-        "stop_reason": stop_reason,
-        "stop_sequence": None,
-        "usage": usage_of(completion.usage),
-    }
-
-
-def tool_input(arguments: str) -> dict[str, Any]:
-    """A tool call's arguments as the object `tool_use.input` must be.
-
-    A model may emit invalid JSON; the client then runs the tool with `{}` and the
-    tool's own complaint about missing input goes back to the model, which is how
-    Anthropic clients recover from a bad call anyway.
-    """
-    try:
-        value = orjson.loads(arguments) if arguments.strip() else {}
-    except orjson.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 # -- token counts -------------------------------------------------------------------
 
 
@@ -431,43 +360,6 @@ def estimate_tokens(internal: dict[str, Any]) -> int:
     if tools:
         chars += len(orjson.dumps(tools))
     return tokens + math.ceil(chars / 4)
-
-
-# -- errors -------------------------------------------------------------------------
-
-
-def error_type(error: errors.GatewayError) -> str:
-    """Anthropic's error type for a gateway error, by its status (as Anthropic's table)."""
-    status = error.status
-    if status == 401:
-        return "authentication_error"
-    if status == 403:
-        return "permission_error"
-    if status == 404:
-        return "not_found_error"
-    if status == 413:
-        return "request_too_large"
-    if status == 429:
-        return "rate_limit_error"
-    if status in (503, 529) or error.code == "overloaded_error":
-        return "overloaded_error"
-    if status >= 500:
-        return "api_error"
-    return "invalid_request_error"
-
-
-def error_body(error: errors.GatewayError, request_id: str | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "type": "error",
-        "error": {"type": error_type(error), "message": error.message},
-    }
-    if request_id:
-        body["request_id"] = request_id
-    return body
-
-
-def error_bytes(error: errors.GatewayError, request_id: str | None = None) -> bytes:
-    return orjson.dumps(error_body(error, request_id))
 
 
 def _is_int(value: Any) -> bool:

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from gateway import errors
-from gateway.wire.anthropic_messages import STOP_REASONS, error_bytes, message_id, usage_of
+from gateway.wire.anthropic_messages_reply import STOP_REASONS, error_bytes, message_id, usage_of
 from gateway.wire.internal import (
     Finish,
     ReasoningDelta,
