@@ -133,6 +133,9 @@ class Lease:
 
     locks: AdvisoryLocks | None = None
     generation: int = 0
+    # Whether another turn of the conversation held the lock first: then what the
+    # turn read before it queued (the agent's settings) may be out of date.
+    waited: bool = False
 
     def valid(self) -> bool:
         return self.locks is None or self.locks.holds(self.generation)
@@ -151,16 +154,18 @@ class TurnLocks:
     @contextlib.asynccontextmanager
     async def hold(self, key: int) -> AsyncIterator[Lease]:
         """Hold `key` against this process's other turns, then against other processes."""
+        queued = key in self._local
         async with self.local(key):
             if self._advisory is not None:
                 lease = await self._advisory.acquire(key)
+                lease.waited |= queued
                 try:
                     yield lease
                 finally:
                     await self._advisory.release(key, lease)
             else:
-                async with self._file_lock(key):
-                    yield Lease()
+                async with self._file_lock(key) as polled:
+                    yield Lease(waited=queued or polled)
 
     @contextlib.asynccontextmanager
     async def local(self, key: int) -> AsyncIterator[None]:
@@ -183,16 +188,17 @@ class TurnLocks:
             await self._advisory.close()
 
     @contextlib.asynccontextmanager
-    async def _file_lock(self, key: int) -> AsyncIterator[None]:
+    async def _file_lock(self, key: int) -> AsyncIterator[bool]:
+        """Yields whether another process held the lock first."""
         if self._file is None:
-            yield
+            yield False
             return
         if self._fd is None:
             # One descriptor for the store's life: closing any descriptor of the file
             # would drop every POSIX lock this process holds on it.
             self._fd = os.open(self._file, os.O_RDWR | os.O_CREAT, 0o600)
         fd, offset = self._fd, key & _OFFSET_MASK
-        delay = 0.001
+        delay, polled = 0.001, False
         while True:
             try:
                 fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
@@ -202,9 +208,9 @@ class TurnLocks:
                     raise
             # Another process runs a turn of this conversation; poll until it is done.
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.05)
+            delay, polled = min(delay * 2, 0.05), True
         try:
-            yield
+            yield polled
         finally:
             fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset)
 
@@ -239,14 +245,14 @@ class AdvisoryLocks:
         )
 
     async def acquire(self, key: int) -> Lease:
-        delay = 0.002
+        delay, polled = 0.002, False
         while True:
             granted, generation = await self._shielded(_TRY_LOCK, key)
             if granted:
-                return Lease(self, generation)
+                return Lease(self, generation, waited=polled)
             # Another process runs a turn of this conversation; poll until it is done.
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.05)
+            delay, polled = min(delay * 2, 0.05), True
 
     async def release(self, key: int, lease: Lease) -> None:
         if not lease.valid():

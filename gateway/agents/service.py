@@ -264,8 +264,9 @@ class AgentService:
         options: TurnOptions,
     ) -> TurnResult:
         async with self.store.turn(agent.id, conversation) as session:
-            # A turn that queued behind another runs with the settings as they are now.
-            agent = await self.store.agent_for_turn(agent.id)
+            if session.lease.waited:
+                # It queued behind another turn: run with the settings as they are now.
+                agent = await self.store.agent_for_turn(agent.id)
             result = await self.loop.run(session, agent, inputs, digest, key, options)
         if self.on_turn is not None and not result.replayed:
             self.on_turn(agent, result)
