@@ -55,11 +55,15 @@ class Services:
         self.clients: dict[str, Provider] = build_providers(self.specs, on_attempt=on_attempt)
         self.router = Router(self.specs, self.clients, settings.aliases)
         self.metrics = Metrics(providers=self.clients.keys(), is_listed=self._is_listed)
-        self.recorder = Recorder(self.metrics, AccessLog(settings.resolved_log_format))
         # Tools of the configured `[[mcp_servers]]`; connections open on first use.
         self.mcp_tools = McpToolbox(settings.mcp_servers)
         # The agent store connects and migrates in start(); creating it opens nothing.
         self.store = AgentStore(settings.resolved_database_url, settings.database_pool_size)
+        # Keys, limits and spend; finished requests' usage reaches it through the recorder.
+        self.tenants = Tenants(settings, self.store, self.metrics)
+        self.recorder = Recorder(
+            self.metrics, AccessLog(settings.resolved_log_format), on_usage=self.tenants.record
+        )
         # Stored `/v1/responses` replies share the agent store's database and pool.
         self.responses = ResponseStore(self.store)
         # Agents get the tools of their `mcp_servers` from the MCP toolbox.
@@ -73,8 +77,6 @@ class Services:
             on_turn=lambda agent, turn: self.metrics.agent_turn(agent.name, turn.step_count),
         )
         # Keys, limits and spend; finished requests' usage reaches it through the recorder.
-        self.tenants = Tenants(settings, self.store, self.metrics)
-        self.recorder.on_usage = self.tenants.record
         # `[models.<name>]` groups; their targets' rests are shared through Redis if set.
         self.groups = ModelGroups(
             {name: Group.from_config(name, c) for name, c in settings.models.items()},

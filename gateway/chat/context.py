@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from gateway.routing.router import Route
 
 
-@dataclass
+@dataclass(slots=True)
 class ChatContext:
     """What a facade knows of a request beyond its body, and what the service tells back.
 
@@ -39,7 +39,7 @@ class ChatContext:
         return sum(record.upstream_seconds for record in self.records)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Target:
     """A resolved handle: a model (`route`) or an agent (`agent`, its name).
 

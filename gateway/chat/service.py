@@ -46,7 +46,7 @@ class ChatService:
 
     async def resolve(self, handle: Any, caller: Caller) -> Target:
         """The target `handle` names, if the caller may use it (403 otherwise)."""
-        if not isinstance(handle, str) or not handle.strip():
+        if type(handle) is not str or not handle.strip():
             raise errors.InvalidRequest(
                 "'model' is required and must be a non-empty string", param="model"
             )
@@ -67,7 +67,9 @@ class ChatService:
                 )
             return await self._group_target(handle)
         route = await self.router.resolve(handle)
-        if not (caller.may_use_model(handle) or caller.may_use_model(route.handle)):
+        if caller.models is not None and not (
+            caller.may_use_model(handle) or caller.may_use_model(route.handle)
+        ):
             raise errors.ModelNotAllowed(f"this key may not use model '{handle}'", param="model")
         return Target(handle, route=route)
 
@@ -206,7 +208,7 @@ class ChatService:
         raise errors.InvalidRequest(f"'{target.handle}' has no target for this request")
 
 
-def _passthrough_route(target: Target) -> Any:
+def _passthrough_route(target: Target) -> Route:
     route = target.route
     if route is None or not route.client.passthrough:
         raise errors.InvalidRequest(f"'{target.handle}' does not take OpenAI chat requests")

@@ -38,11 +38,13 @@ class Recorder:
     FLUSH_SECONDS = 0.1
     MAX_PENDING = 256
 
-    def __init__(self, metrics: Metrics, access: AccessLog) -> None:
+    def __init__(
+        self, metrics: Metrics, access: AccessLog, *, on_usage: UsageSink | None = None
+    ) -> None:
         self.metrics = metrics
         self.access = access
         self._pending: list[Finished] = []
-        self.on_usage: UsageSink | None = None
+        self.on_usage = on_usage
 
     def add(self, finished: Finished) -> None:
         pending = self._pending

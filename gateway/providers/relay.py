@@ -33,10 +33,10 @@ class RelayFilter:
         self._saw_done = False
         self._saw_finish = False
 
-    def feed(self, chunk: bytes) -> list[bytes]:
+    def feed(self, chunk: bytes) -> tuple[bytes, ...]:
         complete = self._buffer.feed(chunk)
         if not complete:
-            return []
+            return ()
         if self._drop_usage and b'"usage"' in complete:
             complete = _strip_null_usage(complete)
         if not _worth_parsing(complete):
@@ -45,13 +45,13 @@ class RelayFilter:
                 sse.data_of(event) == b"[DONE]" for event in complete.split(b"\n\n")
             ):
                 self._saw_done = True
-            return [complete]
+            return (complete,)
         out = b"".join(self._inspect(event) for event in complete.split(b"\n\n") if event)
-        return [out] if out else []
+        return (out,) if out else ()
 
-    def end(self) -> list[bytes]:
+    def end(self) -> tuple[bytes, ...]:
         rest = self._buffer.flush()
-        out = self.feed(rest) if rest else []
+        out = self.feed(rest) if rest else ()
         if self._saw_done:
             return out
         if self._record.outcome != "success":
@@ -62,7 +62,7 @@ class RelayFilter:
                 f"{self._record.provider} ended the stream before it was complete"
             )
         # Some compatible servers omit the terminator; clients wait for it.
-        return [*out, DONE]
+        return (*out, DONE)
 
     def _inspect(self, event: bytes) -> bytes:
         data = sse.data_of(event)

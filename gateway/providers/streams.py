@@ -10,7 +10,7 @@ turn them into internal `StreamEvent`s.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from typing import Generic, Protocol, TypeVar
 
 import aiohttp
@@ -24,17 +24,18 @@ from gateway.wire.internal import Finish, StreamEvent, UsageEvent
 from gateway.wire.openai_chat import ChunkDecoder
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 
-class Decoder(Protocol[T]):
+class Decoder(Protocol[T_co]):
     # An error the upstream reported before any output: the attempt failed (retry).
     failure: errors.GatewayError | None
 
-    def feed(self, chunk: bytes) -> list[T]:
+    def feed(self, chunk: bytes) -> Sequence[T_co]:
         """Bytes in; what goes on (may raise a `GatewayError` after the first output)."""
         ...
 
-    def end(self) -> list[T]:
+    def end(self) -> Sequence[T_co]:
         """The stream closed: the last output, or raise when it ended incomplete."""
         ...
 
@@ -55,7 +56,7 @@ class UpstreamStream(Generic[T]):
         self._t0 = t0
         self._attempt_started = t0
         self._on_end = on_end
-        self._pending: list[T] = []
+        self._pending: Sequence[T] = ()
         self._relaying = False
         self._closed = False
 
@@ -92,12 +93,13 @@ class UpstreamStream(Generic[T]):
         record = self._record
         try:
             if self._pending:
-                pending, self._pending = self._pending, []
+                pending, self._pending = self._pending, ()
                 for item in pending:
                     yield item
+            feed = self._decoder.feed
             try:
                 async for chunk in self._resp.content.iter_any():
-                    for item in self._decoder.feed(chunk):
+                    for item in feed(chunk):
                         yield item
             except TimeoutError:
                 raise errors.UpstreamTimeout(

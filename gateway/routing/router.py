@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -12,6 +13,9 @@ from gateway import errors
 from gateway.providers.base import ModelInfo, ProviderSpec
 from gateway.providers.provider import Provider
 from gateway.routing.handles import parse_handle
+
+
+_MAX_ROUTES = 4096
 
 
 @dataclass(frozen=True)
@@ -54,16 +58,25 @@ class Router:
         self.specs = dict(specs)
         self.clients = dict(clients)
         self.aliases = dict(aliases or {})
-        self._routes: TTLCache[str, Route] = TTLCache(maxsize=4096, ttl=cache_ttl)
+        # handle → (route, expiry on the monotonic clock). A plain dict: looked up on every
+        # chat request, where TTLCache's bookkeeping cost more than the rest of resolving.
+        self._routes: dict[str, tuple[Route, float]] = {}
+        self._ttl = cache_ttl
         self._configs: TTLCache[tuple[object, ...], LLMConfig] = TTLCache(
             maxsize=4096, ttl=cache_ttl
         )
 
     async def resolve(self, handle: str) -> Route:
-        route = self._routes.get(handle)
-        if route is None:
-            route = await self._resolve(handle)
-            self._routes[handle] = route
+        cached = self._routes.get(handle)
+        now = time.monotonic()
+        if cached is not None and now < cached[1]:
+            return cached[0]
+        route = await self._resolve(handle)
+        if len(self._routes) >= _MAX_ROUTES:
+            # Handles that name nothing are not cached (they raise), so this takes many
+            # distinct valid handles; start over rather than track their ages.
+            self._routes.clear()
+        self._routes[handle] = (route, now + self._ttl)
         return route
 
     async def _resolve(self, handle: str) -> Route:

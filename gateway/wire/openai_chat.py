@@ -50,27 +50,25 @@ def finish_reason(value: Any) -> FinishReason:
 
 
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return value if type(value) is int else 0
 
 
 def usage_of(value: Any) -> Usage | None:
     """An OpenAI usage object (with Moonshot's top-level `cached_tokens`) as `Usage`."""
-    if not isinstance(value, dict):
+    if type(value) is not dict:
         return None
-    prompt_details = value.get("prompt_tokens_details")
-    completion_details = value.get("completion_tokens_details")
-    cached = _int(value.get("cached_tokens"))
-    if isinstance(prompt_details, dict):
-        cached = _int(prompt_details.get("cached_tokens")) or cached
-    reasoning = 0
-    if isinstance(completion_details, dict):
-        reasoning = _int(completion_details.get("reasoning_tokens"))
-    return Usage(
-        prompt_tokens=_int(value.get("prompt_tokens")),
-        completion_tokens=_int(value.get("completion_tokens")),
-        cached_tokens=cached,
-        reasoning_tokens=reasoning,
-    )
+    # Read on every pass-through reply: the details only when they are there.
+    usage = Usage(_int(value.get("prompt_tokens")), _int(value.get("completion_tokens")))
+    if "prompt_tokens_details" in value or "cached_tokens" in value or len(value) > 3:
+        prompt_details = value.get("prompt_tokens_details")
+        completion_details = value.get("completion_tokens_details")
+        cached = _int(value.get("cached_tokens"))
+        if isinstance(prompt_details, dict):
+            cached = _int(prompt_details.get("cached_tokens")) or cached
+        usage.cached_tokens = cached
+        if isinstance(completion_details, dict):
+            usage.reasoning_tokens = _int(completion_details.get("reasoning_tokens"))
+    return usage
 
 
 def usage_dict(usage: Usage) -> dict[str, Any]:
