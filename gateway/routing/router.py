@@ -14,7 +14,6 @@ from gateway.providers.base import ModelInfo, ProviderSpec
 from gateway.providers.provider import Provider
 from gateway.routing.handles import parse_handle
 
-
 _MAX_ROUTES = 4096
 
 
