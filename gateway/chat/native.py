@@ -49,30 +49,28 @@ async def forward_native(
     body["model"] = route.model
     payload = orjson.dumps(body)
     url = transport.url(PATHS[wire])
+    if not body.get("stream"):
+        reply = await transport.post(url, payload, record, _message_bytes, headers)
+        return NativeReply(body=reply)
+    on_end = transport.on_attempt
+
+    def reader(resp: aiohttp.ClientResponse, t0: float) -> UpstreamStream[bytes]:
+        return UpstreamStream(resp, record, MessagesFilter(record), t0=t0, on_end=on_end)
+
+    stream = await transport.open_stream(url, payload, record, reader, headers)
+    return NativeReply(stream=stream)
+
+
+def _message_bytes(raw: bytes, record: CallRecord) -> bytes | None:
+    """A whole Messages reply as it came, its usage recorded; None when it is not one."""
     try:
-        if not body.get("stream"):
-
-            def read(raw: bytes) -> bytes | None:
-                try:
-                    message = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    return None
-                if not isinstance(message, dict) or message.get("type") != "message":
-                    return None
-                record.add_usage(anthropic_upstream.usage_of(message.get("usage")))
-                return raw
-
-            return NativeReply(body=await transport.post(url, payload, record, read, headers))
-        on_end = transport.on_attempt
-
-        def reader(resp: aiohttp.ClientResponse, t0: float) -> UpstreamStream[bytes]:
-            return UpstreamStream(resp, record, MessagesFilter(record), t0=t0, on_end=on_end)
-
-        stream = await transport.open_stream(url, payload, record, reader, headers)
-        return NativeReply(stream=stream)
-    except errors.GatewayError as exc:
-        record.fail(exc)
-        raise
+        message = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(message, dict) or message.get("type") != "message":
+        return None
+    record.add_usage(anthropic_upstream.usage_of(message.get("usage")))
+    return raw
 
 
 class MessagesFilter:

@@ -99,24 +99,30 @@ class ChatService:
 
     # -- pass-through ----------------------------------------------------------------
 
-    async def forward(
+    def forward(
         self, target: Target, body: dict[str, Any], caller: Caller, ctx: ChatContext
-    ) -> bytes:
+    ) -> Awaitable[bytes]:
         """OpenAI chat in, the upstream's reply bytes out (`passthrough` targets only)."""
-        _passthrough_route(target)
-        return await self._each(
+        route = _passthrough_route(target)
+        if target.group is None:  # the hot path: no extra coroutine or closure
+            ctx.served_by = route.handle
+            return self.models.forward(route, body, ctx.records, key_name=caller.key_name)
+        return self._each(
             target,
             ctx,
             lambda route: self.models.forward(route, body, ctx.records, key_name=caller.key_name),
             usable=lambda route: route.client.passthrough,
         )
 
-    async def relay(
+    def relay(
         self, target: Target, body: dict[str, Any], caller: Caller, ctx: ChatContext
-    ) -> UpstreamStream[bytes]:
+    ) -> Awaitable[UpstreamStream[bytes]]:
         """OpenAI chat in, the upstream's SSE byte blocks out (`passthrough` targets only)."""
-        _passthrough_route(target)
-        return await self._each(
+        route = _passthrough_route(target)
+        if target.group is None:
+            ctx.served_by = route.handle
+            return self.models.relay(route, body, ctx.records, key_name=caller.key_name)
+        return self._each(
             target,
             ctx,
             lambda route: self.models.relay(route, body, ctx.records, key_name=caller.key_name),

@@ -61,7 +61,7 @@ async def _post(
     read: Callable[[Any], int | None],
     headers: dict[str, str] | None = None,
 ) -> int:
-    def parse(raw: bytes) -> int | None:
+    def parse(raw: bytes, record: CallRecord) -> int | None:
         try:
             return read(orjson.loads(raw))
         except orjson.JSONDecodeError:

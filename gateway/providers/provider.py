@@ -10,7 +10,7 @@ provider's own wire (OpenAI chat): the upstream's bytes, never re-serialized.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import aiohttp
@@ -65,43 +65,39 @@ class Provider:
         """The upstream request for the internal `body`: (payload, usage_injected)."""
         return self.wire.encode(body, model, self.spec)
 
-    async def complete(self, payload: bytes, record: CallRecord) -> Completion:
-        completion = await self.transport.post(self._url, payload, record, self.wire.read_reply)
-        record.add_usage(completion.usage)
+    def complete(self, payload: bytes, record: CallRecord) -> Awaitable[Completion]:
+        return self.transport.post(self._url, payload, record, self._completion)
+
+    def _completion(self, raw: bytes, record: CallRecord) -> Completion | None:
+        completion = self.wire.read_reply(raw)
+        if completion is not None:
+            record.add_usage(completion.usage)
         return completion
 
-    async def stream(self, payload: bytes, record: CallRecord) -> UpstreamStream[StreamEvent]:
+    def stream(self, payload: bytes, record: CallRecord) -> Awaitable[UpstreamStream[StreamEvent]]:
         wire, on_end = self.wire, self.transport.on_attempt
 
         def reader(resp: aiohttp.ClientResponse, t0: float) -> UpstreamStream[StreamEvent]:
             return UpstreamStream(resp, record, wire.decoder(record), t0=t0, on_end=on_end)
 
-        return await self.transport.open_stream(self._url, payload, record, reader)
+        return self.transport.open_stream(self._url, payload, record, reader)
 
     # -- the pass-through lane (OpenAI chat) -------------------------------------------
 
-    async def forward(self, payload: bytes, record: CallRecord) -> bytes:
+    def forward(self, payload: bytes, record: CallRecord) -> Awaitable[bytes]:
         """The upstream's reply bytes, read only for usage."""
+        return self.transport.post(self._url, payload, record, _forwarded)
 
-        def read(raw: bytes) -> bytes | None:
-            parsed = parse_reply(raw)
-            if parsed is None:
-                return None
-            record.add_usage(usage_of(parsed.get("usage")))
-            return raw
-
-        return await self.transport.post(self._url, payload, record, read)
-
-    async def relay(
+    def relay(
         self, payload: bytes, record: CallRecord, *, drop_usage_chunk: bool
-    ) -> UpstreamStream[bytes]:
+    ) -> Awaitable[UpstreamStream[bytes]]:
         on_end = self.transport.on_attempt
 
         def reader(resp: aiohttp.ClientResponse, t0: float) -> UpstreamStream[bytes]:
             relay = RelayFilter(record, drop_usage_chunk=drop_usage_chunk)
             return UpstreamStream(resp, record, relay, t0=t0, on_end=on_end)
 
-        return await self.transport.open_stream(self._url, payload, record, reader)
+        return self.transport.open_stream(self._url, payload, record, reader)
 
     # -- models --------------------------------------------------------------------
 
@@ -110,3 +106,11 @@ class Provider:
 
     def lists(self, model: str) -> bool:
         return self.transport.lists(model)
+
+
+def _forwarded(raw: bytes, record: CallRecord) -> bytes | None:
+    parsed = parse_reply(raw)
+    if parsed is None:
+        return None
+    record.add_usage(usage_of(parsed.get("usage")))
+    return raw

@@ -105,10 +105,10 @@ class Transport:
         url: str,
         payload: bytes,
         record: CallRecord,
-        read: Callable[[bytes], T | None],
+        read: Callable[[bytes, CallRecord], T | None],
         headers: Mapping[str, str] | None = None,
     ) -> T:
-        """POST and return `read(body)` of the 200 reply; `read` gives None for an empty one."""
+        """POST and return `read(body, record)` of the 200 reply (None: it was empty)."""
         session = self.session
         sent = self.headers if headers is None else {**self.headers, **headers}
 
@@ -122,7 +122,7 @@ class Transport:
                 raise _AttemptFailed(
                     errors.from_upstream(self.name, status, raw, retry_after), retry_after
                 )
-            result = read(raw)
+            result = read(raw, record)
             if result is None:
                 raise _AttemptFailed(errors.UpstreamUnavailable(f"{self.name} sent an empty reply"))
             if self.on_attempt is not None:
@@ -177,7 +177,8 @@ class Transport:
         self, record: CallRecord, once: Callable[[float], Awaitable[T]], *, stream: bool = False
     ) -> T:
         """THE retry loop: 429, 5xx, 408/504, connection errors and empty replies are
-        tried again within the budget; a socket timeout of ours is final."""
+        tried again within the budget; a socket timeout of ours is final. The error that
+        ends the call is recorded as its outcome."""
         attempt = 0
         while True:
             attempt += 1
@@ -194,7 +195,9 @@ class Transport:
                 record.upstream_seconds += time.perf_counter() - t0
                 if self.on_attempt is not None:
                     self.on_attempt(record, t0, errors.UpstreamTimeout.code)
-                raise errors.UpstreamTimeout(f"{self.name} did not answer in time") from None
+                timeout = errors.UpstreamTimeout(f"{self.name} did not answer in time")
+                record.fail(timeout)
+                raise timeout from None
             except aiohttp.ClientError as exc:
                 record.upstream_seconds += time.perf_counter() - t0
                 error = errors.UpstreamUnavailable(
@@ -204,6 +207,7 @@ class Transport:
                 self.on_attempt(record, t0, error.code)
             delay = self._retry.delay_for(error, attempt, retry_after)
             if delay is None:
+                record.fail(error)
                 raise error
             await asyncio.sleep(delay)
 
