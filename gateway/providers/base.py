@@ -76,7 +76,7 @@ class CallRecord:
     cached_tokens: int = 0
     reasoning_tokens: int = 0
     outcome: str = "success"
-    # Who asked (a virtual key's name, for spend and usage) and what they asked for.
+    # Who asked (a virtual key's name, for spend and usage) and the handle that served.
     key_name: str | None = None
     handle: str | None = None
 

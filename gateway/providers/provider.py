@@ -38,13 +38,10 @@ class Provider:
         self.wire = wire
         self.transport = transport
         self._url = transport.url(wire.path)
+        # Whether OpenAI chat requests go to this provider as they are.
+        self.passthrough = wire.name == "openai-chat"
         # Client wire formats this provider takes without translation.
         self._native: dict[WireName, Transport] = {wire.name: transport, **(native or {})}
-
-    @property
-    def passthrough(self) -> bool:
-        """Whether OpenAI chat requests go to this provider as they are."""
-        return self.wire.name == "openai-chat"
 
     def native(self, wire: WireName) -> Transport | None:
         return self._native.get(wire)

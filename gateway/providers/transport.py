@@ -100,14 +100,14 @@ class Transport:
 
     # -- calls ---------------------------------------------------------------------
 
-    async def post(
+    def post(
         self,
         url: str,
         payload: bytes,
         record: CallRecord,
         read: Callable[[bytes, CallRecord], T | None],
         headers: Mapping[str, str] | None = None,
-    ) -> T:
+    ) -> Awaitable[T]:
         """POST and return `read(body, record)` of the 200 reply (None: it was empty)."""
         session = self.session
         sent = self.headers if headers is None else {**self.headers, **headers}
@@ -129,16 +129,16 @@ class Transport:
                 self.on_attempt(record, t0, None)
             return result
 
-        return await self._attempts(record, once)
+        return self._attempts(record, once)
 
-    async def open_stream(
+    def open_stream(
         self,
         url: str,
         payload: bytes,
         record: CallRecord,
         reader: Callable[[aiohttp.ClientResponse, float], R],
         headers: Mapping[str, str] | None = None,
-    ) -> R:
+    ) -> Awaitable[R]:
         """POST a streaming request; return the reader once it holds the first event.
 
         Retries until then: a stream that fails before its first event is a failed
@@ -171,7 +171,7 @@ class Transport:
                 resp.close()
                 raise
 
-        return await self._attempts(record, once, stream=True)
+        return self._attempts(record, once, stream=True)
 
     async def _attempts(
         self, record: CallRecord, once: Callable[[float], Awaitable[T]], *, stream: bool = False

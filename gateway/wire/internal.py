@@ -21,7 +21,7 @@ from typing import Literal
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 
 
-@dataclass
+@dataclass(slots=True)
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -33,14 +33,14 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
 
-@dataclass
+@dataclass(slots=True)
 class ToolCall:
     id: str
     name: str
     arguments: str  # JSON text, as the model produced it
 
 
-@dataclass
+@dataclass(slots=True)
 class Completion:
     """A whole (non-streamed) reply."""
 
@@ -54,24 +54,24 @@ class Completion:
     usage: Usage = field(default_factory=Usage)
 
 
-@dataclass
+@dataclass(slots=True)
 class Start:
     id: str
     model: str
     created: int
 
 
-@dataclass
+@dataclass(slots=True)
 class TextDelta:
     text: str
 
 
-@dataclass
+@dataclass(slots=True)
 class ReasoningDelta:
     text: str
 
 
-@dataclass
+@dataclass(slots=True)
 class ToolCallDelta:
     index: int
     id: str | None = None  # set on the call's first delta
@@ -79,12 +79,12 @@ class ToolCallDelta:
     arguments: str = ""  # a fragment of the JSON arguments
 
 
-@dataclass
+@dataclass(slots=True)
 class UsageEvent:
     usage: Usage
 
 
-@dataclass
+@dataclass(slots=True)
 class Finish:
     reason: FinishReason
     usage: Usage | None = None
