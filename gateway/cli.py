@@ -122,14 +122,18 @@ async def _preflight(settings: Settings) -> None:
     from gateway.providers.registry import check_aliases, provider_specs
 
     check_aliases(settings.aliases, provider_specs(settings), settings.config_file)
-    store = AgentStore(settings.resolved_database_url)
+    where = settings.source_of("database_url")
+    if not settings.database_url:
+        where = f"the default store under {settings.source_of('data_dir')}"
+    try:
+        store = AgentStore(settings.resolved_database_url)
+    except ConfigError as exc:
+        # "database_url: not a database URL …", said of where the URL came from.
+        raise ConfigError(f"{where}: {str(exc).removeprefix('database_url: ')}") from None
     try:
         # A connection is enough to catch a wrong URL or login; the workers migrate.
         await store.check()
     except StoreUnavailable as exc:
-        where = settings.source_of("database_url")
-        if not settings.database_url:
-            where = f"the default store under {settings.source_of('data_dir')}"
         raise ConfigError(f"{where}: {exc}") from None
     finally:
         await store.close()

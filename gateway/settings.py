@@ -218,7 +218,11 @@ def load_settings(config_path: str | os.PathLike[str] | None = None, **overrides
     elif DEFAULT_CONFIG.is_file():
         source = DEFAULT_CONFIG
     if source is not None:
-        file_values = _read_toml(source)
+        try:
+            file_values = _read_toml(source)
+        except ConfigError as exc:
+            named_by = "--config" if config_path else "GATEWAY_CONFIG" if path else None
+            raise ConfigError(f"{named_by}: {exc}" if named_by else str(exc)) from None
     try:
         settings = Settings(**file_values)
     except ValidationError as exc:

@@ -68,6 +68,19 @@ def test_wrong_database_login_is_one_line_naming_the_variable(tmp_path: Path) ->
     assert "s3cret-pw" not in line
 
 
+def test_a_database_url_that_is_no_url_names_the_variable(tmp_path: Path) -> None:
+    env = {"GATEWAY_DATABASE_URL": "mysql://gateway@db/agents"}
+    line = _one_clear_line(run("serve", env=env, cwd=tmp_path))
+    assert line.count("GATEWAY_DATABASE_URL") == 1 and "mysql" in line
+
+
+def test_a_missing_config_file_names_the_variable_that_points_at_it(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.toml"
+    line = _one_clear_line(run("models", env={"GATEWAY_CONFIG": str(missing)}))
+    assert line.startswith("gateway: configuration error: GATEWAY_CONFIG:")
+    assert str(missing) in line
+
+
 def test_a_base_url_without_scheme_stops_start_up(tmp_path: Path) -> None:
     env = {"KIMI_API_KEY": "sk-x", "KIMI_BASE_URL": "127.0.0.1:8000"}
     line = _one_clear_line(run("serve", env=env, cwd=tmp_path))

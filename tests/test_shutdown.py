@@ -14,6 +14,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import anthropic
 import httpx2
 import openai
 import pytest
@@ -124,6 +125,33 @@ def test_the_openai_sdk_sees_the_shutdown_as_an_api_error(
         for _ in stream:
             pass
     assert "shutting down" in caught.value.message
+    assert process.proc.wait(timeout=EXIT_TIMEOUT) in EXITED
+
+
+def test_an_open_messages_stream_ends_with_an_anthropic_error_event(
+    process: GatewayProcess, upstream: FakeUpstream
+) -> None:
+    """`/v1/messages` ends its stream the Anthropic way: `event: error`."""
+    upstream.script(_slow_stream())
+    client = anthropic.Anthropic(base_url=process.url, api_key="unused", max_retries=0)
+    try:
+        with client.messages.stream(
+            model="openai/gpt-4o-mini",
+            max_tokens=64,
+            messages=[{"role": "user", "content": "hi"}],
+        ) as stream:
+            events = iter(stream)
+            kinds = []
+            while "content_block_delta" not in kinds:
+                kinds.append(next(events).type)
+            assert process.proc is not None
+            process.proc.send_signal(signal.SIGTERM)
+            with pytest.raises(anthropic.APIStatusError) as caught:
+                for _ in events:
+                    pass
+    finally:
+        client.close()
+    assert "shutting down" in str(caught.value)
     assert process.proc.wait(timeout=EXIT_TIMEOUT) in EXITED
 
 

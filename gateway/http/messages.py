@@ -151,12 +151,14 @@ async def _send_sse(
     await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *headers]})
     items: AsyncIterator[Any] = source.__aiter__()
     try:
-        async for item in items:
-            chunk = item if encoder is None else encoder.feed(item)
-            if chunk:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            if gone.done():
-                return
+        # At the shutdown deadline: `event: error` (`shutting_down`), see gateway.lifecycle.
+        async with services_of(scope).drain.deadline():
+            async for item in items:
+                chunk = item if encoder is None else encoder.feed(item)
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if gone.done():
+                    return
         if encoder is not None and not encoder.finished:
             raise errors.UpstreamUnavailable("the reply ended before it was complete")
     except errors.GatewayError as exc:
