@@ -1,5 +1,6 @@
-"""Upstream clients: connection, retries and wire-format handling per provider type.
+"""Providers: a transport (pooled session, the retry loop, timeouts, the model list) plus
+the wire format its upstream speaks (OpenAI chat, passed through, or a translation).
 
-Nothing here knows about HTTP facades, agents or metrics; callers pass a `CallRecord`
-to learn what a call cost.
+Nothing here knows about facades, agents or metrics; callers pass a `CallRecord` to
+learn what a call cost. `registry.py` builds them from settings and the environment.
 """
