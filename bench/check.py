@@ -8,7 +8,7 @@ from __future__ import annotations
 import http.client
 import json
 
-from common import MESSAGES_PATH, chat_body, messages_body
+from common import MESSAGES_PATH, RESPONSES_PATH, chat_body, messages_body, responses_body
 from upstream import REPLY_TEXT
 
 
@@ -82,6 +82,10 @@ def smoke(port: int, path: str, model: str, headers: dict[str, str]) -> str | No
             return check_messages_json(port, path, model, headers) or check_messages_sse(
                 port, path, model, headers
             )
+        if path == RESPONSES_PATH:
+            return check_responses_json(port, path, model, headers) or check_responses_sse(
+                port, path, model, headers
+            )
         return check_json(port, path, model, headers) or check_sse(port, path, model, headers)
     except (OSError, http.client.HTTPException) as exc:
         return f"{type(exc).__name__}: {exc}"
@@ -121,4 +125,43 @@ def check_messages_sse(port: int, path: str, model: str, headers: dict[str, str]
     delta = next((e for e in events if e.get("type") == "message_delta"), None)
     if delta is None or not delta.get("usage", {}).get("output_tokens"):
         return "stream has no message_delta with usage"
+    return None
+
+
+def check_responses_json(port: int, path: str, model: str, headers: dict[str, str]) -> str | None:
+    status, _, raw = _post(port, path, responses_body(model, False), headers)
+    if status != 200:
+        return f"JSON request got {status}: {raw[:200]!r}"
+    try:
+        reply = json.loads(raw)
+        text = "".join(
+            part["text"]
+            for item in reply["output"]
+            if item["type"] == "message"
+            for part in item["content"]
+        )
+    except (ValueError, KeyError, TypeError):
+        return f"JSON reply is not a response object: {raw[:200]!r}"
+    if text != REPLY_TEXT:
+        return f"response text {text!r} != upstream's {REPLY_TEXT!r}"
+    if not isinstance(reply.get("usage"), dict):
+        return "response has no usage"
+    return None
+
+
+def check_responses_sse(port: int, path: str, model: str, headers: dict[str, str]) -> str | None:
+    status, ctype, raw = _post(port, path, responses_body(model, True), headers)
+    if status != 200 or not ctype.startswith("text/event-stream"):
+        return f"stream request got {status} ({ctype}): {raw[:200]!r}"
+    try:
+        events = [json.loads(e) for e in sse_events(raw)]
+    except ValueError:
+        return "stream has a non-JSON event"
+    if not events or events[-1].get("type") != "response.completed":
+        return "stream does not end with response.completed"
+    text = "".join(e["delta"] for e in events if e.get("type") == "response.output_text.delta")
+    if text != REPLY_TEXT:
+        return f"streamed text {text!r} != upstream's {REPLY_TEXT!r}"
+    if not isinstance(events[-1]["response"].get("usage"), dict):
+        return "the completed response has no usage"
     return None

@@ -15,13 +15,30 @@ RESULT_PREFIX = "BENCH_JSON "
 
 
 MESSAGES_PATH = "/v1/messages"
+RESPONSES_PATH = "/v1/responses"
 
 
 def request_body(url: str, model: str, stream: bool) -> bytes:
     """The body for the API at `url`: the same small request in its wire format."""
     if url.endswith(MESSAGES_PATH):
         return messages_body(model, stream)
+    if url.endswith(RESPONSES_PATH):
+        return responses_body(model, stream)
     return chat_body(model, stream)
+
+
+def responses_body(model: str, stream: bool) -> bytes:
+    """The chat request below as the OpenAI SDK's `responses.create` sends it."""
+    body: dict[str, Any] = {
+        "model": model,
+        "instructions": SYSTEM_PROMPT,
+        "input": USER_PROMPT,
+        "max_output_tokens": 64,
+        "temperature": 0.2,
+    }
+    if stream:
+        body["stream"] = True
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 def messages_body(model: str, stream: bool) -> bytes:

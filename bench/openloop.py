@@ -49,6 +49,9 @@ def first_content_seen(buffer: bytes) -> bool:
                 if chunk.get("type") == "content_block_delta":
                     if (chunk.get("delta") or {}).get("text"):
                         return True
+                # The Responses API's typed events.
+                if chunk.get("type") == "response.output_text.delta" and chunk.get("delta"):
+                    return True
             except (ValueError, AttributeError, TypeError):
                 continue
     return False
@@ -56,7 +59,7 @@ def first_content_seen(buffer: bytes) -> bool:
 
 async def read_stream(resp: aiohttp.ClientResponse, t0: float) -> tuple[float | None, bool]:
     """Read an SSE body to the end; return (TTFT, whether it ended as a stream should:
-    `[DONE]`, or Anthropic's `message_stop` event)."""
+    `[DONE]`, Anthropic's `message_stop` or the Responses API's `response.completed`)."""
     ttft: float | None = None
     buffer = b""
     tail = b""
@@ -68,7 +71,12 @@ async def read_stream(resp: aiohttp.ClientResponse, t0: float) -> tuple[float | 
                 ttft = time.perf_counter() - t0
                 buffer = b""
         window = tail + piece
-        done = done or b"data: [DONE]" in window or b"event: message_stop" in window
+        done = (
+            done
+            or b"data: [DONE]" in window
+            or b"event: message_stop" in window
+            or b"event: response.completed" in window
+        )
         tail = window[-64:]
     return ttft, done
 

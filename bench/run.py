@@ -9,6 +9,7 @@ proxy under test pinned to the other, and measures every target in the same run:
   gateway    python -m gateway serve, one worker
   messages   the same gateway on /v1/messages (the request in Anthropic's Messages API,
              translated to and from the OpenAI upstream)
+  responses  the same gateway, on /v1/responses (the same request in the Responses API)
   extras     any command given with --extra NAME=COMMAND (e.g. LiteLLM, see litellm.sh)
 
 Scenarios: closed loop with wrk (JSON at C=32, SSE at C=32, JSON at C=256 against a
@@ -45,10 +46,10 @@ sys.path.insert(0, str(HERE))
 import loadgen  # noqa: E402
 import procs  # noqa: E402
 from check import smoke  # noqa: E402
-from common import MESSAGES_PATH, ClosedLoopResult, OpenLoopResult, median  # noqa: E402
+from common import MESSAGES_PATH, RESPONSES_PATH, ClosedLoopResult, OpenLoopResult, median  # noqa: E402
 
 CHAT_PATH = "/v1/chat/completions"
-BUILTIN = ["upstream", "bare", "starlette", "gateway", "gateway-vkey", "messages"]
+BUILTIN = ["upstream", "bare", "starlette", "gateway", "gateway-vkey", "messages", "responses"]
 # The virtual key of the gateway-vkey target: limits it never reaches, so every request
 # runs the whole check (admission and charge, one Redis script each) and is admitted.
 VKEY_LIMITS = {"rpm": 2**31 - 1, "tpm": 2**31 - 1, "max_budget_usd": 1e9, "budget_period": "daily"}
@@ -202,6 +203,12 @@ def make_targets(bench: Bench) -> list[Target]:
         messages.label = "gateway /v1/messages"
         messages.path = MESSAGES_PATH
         targets.append(messages)
+    if "responses" in only:
+        # Its own process, so its CPU time is its own; idle while the others run.
+        responses = gateway_target(bench, "responses")
+        responses.label = "gateway /v1/responses"
+        responses.path = RESPONSES_PATH
+        targets.append(responses)
     for spec in args.extra:
         name, _, command = spec.partition("=")
         if name and command and (not args.only or name in only or "extra" in only):
@@ -626,7 +633,7 @@ def translation_check(targets: list[Target]) -> list[str]:
     by_name = {t.name: t for t in targets if not t.failure and t.runs}
     ref = by_name.get("starlette")
     out = []
-    for name in ("messages",):
+    for name in ("messages", "responses"):
         target = by_name.get(name)
         if target is None:
             continue

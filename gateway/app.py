@@ -28,6 +28,12 @@ from gateway.http.middleware import GatewayMiddleware
 from gateway.http.models import get_model, list_models
 from gateway.http.protocol import READ_TIMEOUT_STATE
 from gateway.http.ratelimit import RateLimitMiddleware
+from gateway.http.responses import (
+    CreateResponse,
+    delete_response,
+    get_response,
+    list_input_items,
+)
 from gateway.http.usage import usage
 from gateway.mcp.server import McpFacade
 from gateway.observability.middleware import ObservabilityMiddleware
@@ -93,6 +99,10 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         chat_route,
         Route("/v1/messages", Messages(), methods=["POST"]),
         Route("/v1/messages/count_tokens", CountTokens(), methods=["POST"]),
+        Route("/v1/responses", CreateResponse(), methods=["POST"]),
+        Route("/v1/responses/{response_id}", get_response, methods=["GET"]),
+        Route("/v1/responses/{response_id}", delete_response, methods=["DELETE"]),
+        Route("/v1/responses/{response_id}/input_items", list_input_items, methods=["GET"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/me", me, methods=["GET"]),
         Route("/v1/models/{handle:path}", get_model, methods=["GET"]),

@@ -25,6 +25,7 @@ from gateway.observability.tracing import from_environ
 from gateway.providers.base import ProviderSpec
 from gateway.providers.provider import Provider
 from gateway.providers.registry import build_providers, check_aliases, provider_specs
+from gateway.responses.service import ResponsesService
 from gateway.responses.store import ResponseStore
 from gateway.routing.groups import Group, LocalCooldowns, ModelGroups, RedisCooldowns
 from gateway.routing.router import Router
@@ -64,8 +65,6 @@ class Services:
         self.recorder = Recorder(
             self.metrics, AccessLog(settings.resolved_log_format), on_usage=self.tenants.record
         )
-        # Stored `/v1/responses` replies share the agent store's database and pool.
-        self.responses = ResponseStore(self.store)
         # Agents get the tools of their `mcp_servers` from the MCP toolbox.
         models = ModelChat()
         self.agents = AgentService(
@@ -92,6 +91,8 @@ class Services:
             groups=self.groups,
             on_fallback=self.metrics.fallback,
         )
+        # `/v1/responses`; stored replies share the agent store's database and pool.
+        self.responses = ResponsesService(self.chat, ResponseStore(self.store))
 
     async def start(self, *, agents: bool = True) -> None:
         """Start the provider clients and, unless `agents` is false, the agent store."""
@@ -111,6 +112,7 @@ class Services:
         self.drain.begin()
         self.recorder.flush()
         steps: list[Callable[[], Awaitable[object]]] = [
+            self.responses.store.close,  # stored responses still queued are written
             self.tenants.close,
             lambda: self.agents.close(self.drain.remaining()),
             self.mcp_tools.close,

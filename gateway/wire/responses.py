@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import uuid
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,7 +80,8 @@ class ResponsesRequest:
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex}"
+    # 128 random bits, as a uuid4 has, at a fraction of its cost.
+    return f"{prefix}_{os.urandom(16).hex()}"
 
 
 def parse_request(body: dict[str, Any]) -> ResponsesRequest:

@@ -15,7 +15,6 @@ Output items: a `reasoning` item for the provider's `reasoning_content` (its tex
 
 from __future__ import annotations
 
-import copy
 import time
 from typing import Any
 
@@ -122,7 +121,10 @@ class ResponseEvents:
         self._encrypted = encrypted_reasoning
         self._seq = 0
         self._output: list[dict[str, Any]] = []
+        self._positions: dict[str, int] = {}  # item id → output index
         self._open: dict[str, Any] | None = None  # the message or reasoning item being written
+        self._open_kind: str | None = None  # its type
+        self._open_where: dict[str, Any] = {}  # its item_id, output_index, content_index
         self._open_text: list[str] = []
         self._calls: dict[int, dict[str, Any]] = {}  # tool call index → its item
         self._call_args: dict[int, list[str]] = {}
@@ -130,13 +132,31 @@ class ResponseEvents:
         self._usage = Usage()
 
     def start(self) -> list[dict[str, Any]]:
-        snapshot = copy.deepcopy(self.response)
+        # Shallow copies suffice here and below: what changes later is replaced, never
+        # mutated in place, and deep copies cost more than the rest of an event.
+        snapshot = {**self.response, "output": []}
         return [
             self._event("response.created", response=snapshot),
             self._event("response.in_progress", response=snapshot),
         ]
 
     def feed(self, event: StreamEvent) -> list[dict[str, Any]]:
+        if type(event) is TextDelta and self._open_kind == "message":
+            # The common case, kept short: more text for the message being written.
+            if not event.text:
+                return []
+            self._open_text.append(event.text)
+            seq = self._seq
+            self._seq += 1
+            return [
+                {
+                    "type": "response.output_text.delta",
+                    "sequence_number": seq,
+                    **self._open_where,
+                    "delta": event.text,
+                    "logprobs": [],
+                }
+            ]
         if isinstance(event, TextDelta):
             return self._text("message", event.text) if event.text else []
         if isinstance(event, ReasoningDelta):
@@ -160,7 +180,7 @@ class ResponseEvents:
             item = self._calls[index]
             item["arguments"] = "".join(self._call_args[index])
             item["status"] = "completed"
-            where = {"item_id": item["id"], "output_index": self._output.index(item)}
+            where = {"item_id": item["id"], "output_index": self._positions[item["id"]]}
             events.append(
                 self._event(
                     "response.function_call_arguments.done", **where, arguments=item["arguments"]
@@ -201,6 +221,7 @@ class ResponseEvents:
         return events
 
     def _open_item(self, kind: str) -> list[dict[str, Any]]:
+        item: dict[str, Any]
         if kind == "message":
             item = {
                 "id": new_id("msg"),
@@ -219,13 +240,19 @@ class ResponseEvents:
                 "content": [],
             }
             part = {"type": "reasoning_text", "text": ""}
-        self._open, self._open_text = item, []
+        self._open, self._open_text, self._open_kind = item, [], kind
+        self._open_where = {
+            "item_id": item["id"],
+            "output_index": len(self._output),
+            "content_index": 0,
+        }
+        self._positions[item["id"]] = len(self._output)
         self._output.append(item)
         return [
             self._event(
                 "response.output_item.added",
                 output_index=len(self._output) - 1,
-                item=copy.deepcopy(item),
+                item=dict(item),
             ),
             self._event("response.content_part.added", **self._where(item), part=part),
         ]
@@ -234,7 +261,7 @@ class ResponseEvents:
         item = self._open
         if item is None:
             return []
-        self._open = None
+        self._open = self._open_kind = None
         text = "".join(self._open_text)
         where = self._where(item)
         if item["type"] == "message":
@@ -268,12 +295,13 @@ class ResponseEvents:
             }
             self._calls[delta.index] = item
             self._call_args[delta.index] = []
+            self._positions[item["id"]] = len(self._output)
             self._output.append(item)
             events.append(
                 self._event(
                     "response.output_item.added",
                     output_index=len(self._output) - 1,
-                    item=copy.deepcopy(item),
+                    item=dict(item),
                 )
             )
         if delta.arguments:
@@ -282,7 +310,7 @@ class ResponseEvents:
                 self._event(
                     "response.function_call_arguments.delta",
                     item_id=item["id"],
-                    output_index=self._output.index(item),
+                    output_index=self._positions[item["id"]],
                     delta=delta.arguments,
                 )
             )
@@ -290,11 +318,15 @@ class ResponseEvents:
 
     def _item_done(self, item: dict[str, Any]) -> dict[str, Any]:
         return self._event(
-            "response.output_item.done", output_index=self._output.index(item), item=item
+            "response.output_item.done", output_index=self._positions[item["id"]], item=item
         )
 
     def _where(self, item: dict[str, Any]) -> dict[str, Any]:
-        return {"item_id": item["id"], "output_index": self._output.index(item), "content_index": 0}
+        return {
+            "item_id": item["id"],
+            "output_index": self._positions[item["id"]],
+            "content_index": 0,
+        }
 
     def _event(self, kind: str, **fields: Any) -> dict[str, Any]:
         event = {"type": kind, "sequence_number": self._seq, **fields}

@@ -5,6 +5,6 @@ The store fixtures are the agent tests' own (stored responses live in the agent 
 
 from __future__ import annotations
 
-from tests.agents.conftest import agent_gateway, backend, gw, postgres_url
+from tests.agents.conftest import agent_gateway, backend, gw, postgres_url, rest
 
-__all__ = ["agent_gateway", "backend", "gw", "postgres_url"]
+__all__ = ["agent_gateway", "backend", "gw", "postgres_url", "rest"]
