@@ -397,6 +397,8 @@ def test_a_stream_that_breaks_ends_with_response_failed_carrying_the_error() -> 
     assert out[-1]["type"] == "response.failed"
     response = out[-1]["response"]
     assert response["status"] == "failed"
+    message = response["output"][0]
+    assert message["status"] == "incomplete" and message["content"][0]["text"] == "Hi"
     assert response["error"] == {
         "code": "upstream_unavailable",
         "message": "gone",

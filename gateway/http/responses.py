@@ -28,6 +28,7 @@ from gateway.http.asgi import (
     send_bytes,
     services_of,
 )
+from gateway.lifecycle import Drain
 from gateway.responses.service import ResponsesService, Turn
 from gateway.tenants.caller import caller_of
 
@@ -42,16 +43,24 @@ class CreateResponse:
         service: ResponsesService = services.responses
         raw = await read_body(scope, receive, services.settings.max_body_bytes)
         body = parse_json_object(raw)
-        turn = await service.prepare(body, caller_of(scope), conversation=_conversation(scope))
+        turn = await service.prepare(
+            body,
+            caller_of(scope),
+            conversation=_header(scope, b"x-conversation-id"),
+            idempotency_key=_header(scope, b"idempotency-key"),
+        )
         scope.setdefault("state", {})["call_stats"] = turn.ctx.records
+        # Every wait below races the shutdown deadline (see gateway.lifecycle).
+        drain: Drain = services.drain
         extra: list[tuple[bytes, bytes]] = []
         if turn.request.dropped_tools:
             dropped = ", ".join(turn.request.dropped_tools).encode()
             extra.append((b"x-gateway-dropped-tools", dropped))
         if turn.request.stream:
-            await _send_stream(service, turn, extra, receive, send)
+            await _send_stream(service, turn, extra, receive, send, drain)
             return
-        response = await service.complete(turn)
+        async with drain.deadline():
+            response = await service.complete(turn)
         await send_bytes(send, 200, orjson.dumps(response), [*JSON_HEADERS, *extra])
 
 
@@ -61,11 +70,17 @@ async def _send_stream(
     extra_headers: list[tuple[bytes, bytes]],
     receive: Receive,
     send: Send,
+    drain: Drain,
 ) -> None:
     batches = service.stream(turn)
     # The first batch comes once the upstream answered: a failure before it is a plain
     # error response, raised from here.
-    first = await anext(batches)
+    try:
+        async with drain.deadline():
+            first = await anext(batches)
+    except BaseException:
+        await batches.aclose()  # releases the upstream if the deadline cut the wait
+        raise
     gone = asyncio.ensure_future(_wait_disconnect(receive))
     await send(
         {"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *extra_headers]}
@@ -73,10 +88,15 @@ async def _send_stream(
     sender = _Sender(send)
     try:
         sender.put(first)
-        async for batch in batches:
-            if gone.done():
-                return  # the client left: closing the batches closes the upstream
-            sender.put(batch)
+        async with drain.deadline():
+            async for batch in batches:
+                if gone.done():
+                    return  # the client left: closing the batches closes the upstream
+                sender.put(batch)
+    except errors.GatewayError as exc:
+        # The shutdown deadline (upstream errors end the batches with the same event).
+        sender.put(turn.events.fail(exc))
+        service.save(turn)
     finally:
         await batches.aclose()
         gone.cancel()
@@ -130,15 +150,15 @@ async def _wait_disconnect(receive: Receive) -> None:
             return
 
 
-def _conversation(scope: Scope) -> str | None:
-    value = header(scope, b"x-conversation-id")
+def _header(scope: Scope, name: bytes) -> str | None:
+    value = header(scope, name)
     if value is None:
         return None
     try:
         return value.decode()
     except UnicodeDecodeError:
         raise errors.InvalidRequest(
-            "header x-conversation-id is not valid UTF-8", param="x-conversation-id"
+            f"header {name.decode()} is not valid UTF-8", param=name.decode()
         ) from None
 
 

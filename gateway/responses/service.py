@@ -53,7 +53,12 @@ class ResponsesService:
         self.store = store
 
     async def prepare(
-        self, body: dict[str, Any], caller: Caller, *, conversation: str | None = None
+        self,
+        body: dict[str, Any],
+        caller: Caller,
+        *,
+        conversation: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Turn:
         request = parse_request(body)
         target = await self.chat.resolve(request.model, caller)
@@ -69,6 +74,7 @@ class ResponsesService:
             ctx.conversation = (
                 previous.conversation if previous and previous.conversation else conversation
             ) or response_id
+            ctx.idempotency_key = idempotency_key
         else:
             history = previous.context if previous else []
         record = StoredResponse(

@@ -194,7 +194,21 @@ class ResponseEvents:
         return events
 
     def fail(self, exc: errors.GatewayError) -> list[dict[str, Any]]:
-        """End the response as failed, with the output so far."""
+        """End the response as failed, with the output so far (unfinished items as
+        `incomplete`, holding what they had)."""
+        item = self._open
+        if item is not None:
+            text = "".join(self._open_text)
+            done = (
+                _message_item(item["id"], text)
+                if item["type"] == "message"
+                else _reasoning_item(item["id"], text, self._encrypted)
+            )
+            item.clear()
+            item.update(done, status="incomplete")
+            self._open = self._open_kind = None
+        for index, call in self._calls.items():
+            call.update(arguments="".join(self._call_args[index]), status="incomplete")
         self.response.update(
             status="failed", error=error_object(exc), output=self._output, usage=None
         )
