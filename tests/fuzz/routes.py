@@ -325,6 +325,60 @@ messages_body = obj(
 )
 anthropic_headers = headers("anthropic-version", "anthropic-beta", "x-api-key")
 
+# -- responses -------------------------------------------------------------------------------
+
+input_part = obj(
+    {
+        "type": st.sampled_from(["input_text", "output_text", "input_image", "input_file"]),
+        "text": words,
+        "image_url": st.sampled_from(["data:image/png;base64,AA==", "https://x/y.png"]),
+    }
+)
+input_item = obj(
+    {
+        "type": st.sampled_from(
+            ["message", "function_call", "function_call_output", "reasoning", "item_reference"]
+        ),
+        "role": roles,
+        "content": st.one_of(words, st.lists(input_part, max_size=3)),
+        "id": words,
+        "call_id": words,
+        "name": words,
+        "arguments": st.one_of(words, st.just("{}")),
+        "output": words,
+        "summary": st.lists(obj({"type": st.just("summary_text"), "text": words}), max_size=2),
+        "encrypted_content": st.one_of(words, st.just("gw1:aGk=")),
+    }
+)
+responses_body = obj(
+    {
+        "model": models,
+        "input": st.one_of(words, st.lists(input_item, max_size=4)),
+        "instructions": words,
+        "tools": st.lists(
+            obj(
+                {
+                    "type": st.sampled_from(["function", "web_search", "namespace", "file_search"]),
+                    "name": words,
+                    "parameters": obj({"type": st.just("object")}),
+                }
+            ),
+            max_size=2,
+        ),
+        "tool_choice": st.one_of(st.sampled_from(["auto", "none", "required"]), anything),
+        "text": obj({"format": obj({"type": st.sampled_from(["json_schema", "json_object"])})}),
+        "reasoning": obj({"effort": st.sampled_from(["low", "high"]), "summary": words}),
+        "max_output_tokens": st.integers(1, 4096),
+        "temperature": st.floats(0, 2),
+        "stream": st.booleans(),
+        "store": st.booleans(),
+        "previous_response_id": st.one_of(words, st.just("resp_" + "0" * 32)),
+        "include": st.lists(st.just("reasoning.encrypted_content"), max_size=1),
+        "metadata": st.dictionaries(words, words, max_size=2),
+    }
+)
+response_ref = segment("resp_" + "0" * 32, "resp_x")
+
 # -- tenants ---------------------------------------------------------------------------------
 
 KEY = "fuzzkey"  # a virtual key the runner keeps in existence
@@ -359,6 +413,15 @@ ROUTES: list[Route] = [
         body=body(messages_body),
     ),
     route("POST", "/v1/messages/count_tokens", headers=anthropic_headers, body=body(messages_body)),
+    route("POST", "/v1/responses", headers=turn_headers, body=body(responses_body)),
+    route("GET", "/v1/responses/{id}", params={"id": response_ref}),
+    route("DELETE", "/v1/responses/{id}", params={"id": response_ref}),
+    route(
+        "GET",
+        "/v1/responses/{id}/input_items",
+        params={"id": response_ref},
+        query=query("limit", "order", "after"),
+    ),
     route("GET", "/v1/models", query=query("after")),
     route("GET", "/v1/models/{handle}", params={"handle": segment(MODEL, f"agent/{AGENT}")}),
     route("GET", "/v1/agents", query=query("limit", "after")),
