@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
@@ -77,7 +77,7 @@ class Family:
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
         self._bounds = (*buckets, float("inf")) if kind == "histogram" else ()
-        self._le = [floatToGoString(b) for b in self._bounds]
+        self._le = [floatToGoString(b) for b in self._bounds]  # type: ignore[no-untyped-call]
         self._children: dict[tuple[str, ...], Any] = {}
 
     def labels(self, *values: str) -> Any:
@@ -102,12 +102,12 @@ class Family:
                     total += count
                     cumulative.append((le, total))
                 family.add_metric(list(values), buckets=cumulative, sum_value=child.sum)
-            return family
+            return cast(Metric, family)
         cls = GaugeMetricFamily if self.kind == "gauge" else CounterMetricFamily
         family = cls(self.name, self.documentation, labels=labels)
         for values, child in list(self._children.items()):
             family.add_metric(list(values), child.value)
-        return family
+        return cast(Metric, family)
 
 
 class FamilyCollector(Collector):

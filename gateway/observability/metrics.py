@@ -430,13 +430,13 @@ class Metrics:
         if self.multiprocess_dir is None:
             return generate_latest(self.registry)
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)
+        multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
 
     def close(self) -> None:
         """A worker that stops must drop out of the live-summed in-flight gauge."""
         if self.multiprocess_dir is not None:
-            multiprocess.mark_process_dead(os.getpid(), self.multiprocess_dir)
+            multiprocess.mark_process_dead(os.getpid(), self.multiprocess_dir)  # type: ignore[no-untyped-call]
 
 
 def _multiprocess_dir() -> str | None:

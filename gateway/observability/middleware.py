@@ -120,7 +120,7 @@ def _match(routes: Sequence[Any], scope: Scope) -> str:
             inner = {**scope, **child}
             found = _match(route.routes, inner)
             if found != UNMATCHED:
-                prefix = inner.get("root_path", "")[len(scope.get("root_path", "")) :]
+                prefix: str = inner.get("root_path", "")[len(scope.get("root_path", "")) :]
                 return prefix + found
             return _template(route, "")
         return _template(route, "")

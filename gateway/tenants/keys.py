@@ -59,7 +59,7 @@ class KeyFields(BaseModel):
 
 
 class KeySpec(KeyFields):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")  # type: ignore[assignment]
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 def parse_fields(body: dict[str, Any], *, create: bool) -> dict[str, Any]:
