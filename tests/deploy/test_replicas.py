@@ -1,7 +1,8 @@
 """Two `gateway serve` processes behind a real nginx (round-robin), on one PostgreSQL and
 one Redis, driven through the balancer with the `openai` SDK: key limits exact, a
 budget enforced, a revoked key refused everywhere, one agent conversation serialized,
-and a replica killed mid-run without losing a stored message."""
+stored responses found on either replica, and a replica killed mid-run without losing
+a stored message."""
 
 from __future__ import annotations
 
@@ -135,6 +136,37 @@ def test_two_replicas_behind_nginx(cluster: Cluster, upstream: FakeUpstream) -> 
     for question, answer in zip(stored[::2], stored[1::2], strict=True):
         assert answer["content"] == "echo: " + question["content"]
     admin.close()
+
+
+def test_stored_responses_are_found_on_either_replica(
+    cluster: Cluster, upstream: FakeUpstream
+) -> None:
+    with cluster.sdk(ADMIN) as client:
+        first = client.responses.create(model="openai/gpt-4o-mini", input="remember 42")
+        # Stored behind the reply: wait until it is there, then every replica has it.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.responses.retrieve(first.id)
+                break
+            except openai.NotFoundError:
+                assert time.monotonic() < deadline, "the response was never stored"
+                time.sleep(0.05)
+        served = set()
+        for _ in range(4):
+            raw = client.responses.with_raw_response.retrieve(first.id)
+            assert raw.parse().id == first.id
+            served.add(raw.headers["x-upstream"])
+        assert len(served) == 2
+        # A continuation, whichever replica takes it, sends the earlier turn upstream.
+        for i in range(2):
+            upstream.reset()
+            client.responses.create(
+                model="openai/gpt-4o-mini", input=f"and then {i}?", previous_response_id=first.id
+            )
+            [request] = upstream.chat_requests
+            sent = str(request.json["messages"])
+            assert "remember 42" in sent and f"and then {i}?" in sent
 
 
 def test_a_replica_killed_mid_run_loses_no_stored_message(
