@@ -271,3 +271,27 @@ def test_the_deadline_raises_shutting_down_inside_its_block() -> None:
     reached, expired = asyncio.run(run())
     assert not reached
     assert expired
+
+
+def test_the_deadline_leaves_other_cancellations_and_finished_work_alone() -> None:
+    async def run() -> None:
+        drain = Drain(grace=0.05)
+
+        async def wait_forever() -> None:
+            async with drain.deadline():
+                await asyncio.Event().wait()
+
+        # Cancelled by someone else (a client that left): still a plain cancellation.
+        task = asyncio.create_task(wait_forever())
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # Work that ends within the grace ends normally, and leaves no timer behind.
+        async with drain.deadline():
+            drain.begin()
+            await asyncio.sleep(0.01)
+        assert not drain._scopes
+        await asyncio.sleep(0.1)  # past the deadline: nothing fires on the finished task
+
+    asyncio.run(run())
