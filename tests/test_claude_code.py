@@ -14,9 +14,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.fake_upstream import FakeUpstream, Reply, RequestRecord
+from tests.support.tools import missing
 
 MODEL = "kimi/kimi-k2.6"
 SECRET = "the tool read this: 4242"
@@ -25,7 +24,7 @@ SECRET = "the tool read this: 4242"
 def claude_binary() -> str:
     path = os.environ.get("CLAUDE_CODE_BIN") or shutil.which("claude")
     if not path:
-        pytest.skip(
+        missing(
             "Claude Code not installed (npm i -g @anthropic-ai/claude-code, or set CLAUDE_CODE_BIN)"
         )
     return path

@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -42,6 +43,18 @@ def traced(gateway_env, gateway_config) -> Iterator[tuple[Any, openai.OpenAI]]:
         yield exporter, client
 
 
+def _spans_once_request_ends(exporter):
+    """The finished spans once the request's own has ended: the client may read the
+    last byte before the server's middleware has closed the request span."""
+    deadline = time.monotonic() + 10
+    while True:
+        spans = exporter.get_finished_spans()
+        if any(s.name == "POST /v1/chat/completions" for s in spans):
+            return spans
+        assert time.monotonic() < deadline, "the request span never ended"
+        time.sleep(0.01)
+
+
 def test_spans_for_request_and_each_attempt(traced, upstream):
     exporter, client = traced
     upstream.script(Reply.error(429, retry_after=0))
@@ -50,7 +63,7 @@ def test_spans_for_request_and_each_attempt(traced, upstream):
         messages=[{"role": "user", "content": "hi"}],
         extra_headers={"traceparent": TRACEPARENT, "x-request-id": "trace-me"},
     )
-    spans = exporter.get_finished_spans()
+    spans = _spans_once_request_ends(exporter)
     request = next(s for s in spans if s.name == "POST /v1/chat/completions")
     attempts = sorted(
         (s for s in spans if s.name == "chat gpt-4o-mini"), key=lambda s: s.start_time
@@ -80,7 +93,7 @@ def test_stream_attempt_span_ends_with_the_stream(traced, upstream):
         model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True
     )
     list(stream)
-    spans = exporter.get_finished_spans()
+    spans = _spans_once_request_ends(exporter)
     attempt = next(s for s in spans if s.name == "chat gpt-4o-mini")
     request = next(s for s in spans if s.name == "POST /v1/chat/completions")
     assert attempt.parent.span_id == request.context.span_id

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.tools import missing
+
 CHROMIUM = os.environ.get("GATEWAY_TEST_CHROMIUM") or shutil.which("chromium") or ""
 # Set to a directory to keep a screenshot of each main view (docs/console/ holds the
 # README's): `CONSOLE_SCREENSHOTS=docs/console make test PYTEST_ARGS=tests/console`.
@@ -40,9 +42,9 @@ except ImportError:  # pragma: no cover - the dev extras install it
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if sync_playwright is None:
-        pytest.skip("console tests: Playwright is not installed (pip install -e '.[dev]')")
+        missing("console tests: Playwright is not installed (pip install -e '.[dev]')")
     if not CHROMIUM:
-        pytest.skip("console tests: no Chromium found (apt-get install chromium)")
+        missing("console tests: no Chromium found (apt-get install chromium)")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
         yield browser

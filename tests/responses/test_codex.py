@@ -15,10 +15,9 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from tests.fake_upstream import FakeUpstream, Reply, RequestRecord
 from tests.gateway_server import GatewayServer
+from tests.support.tools import missing
 
 KEY = "codex-static-key-1234"
 
@@ -26,7 +25,7 @@ KEY = "codex-static-key-1234"
 def codex_binary() -> str:
     path = os.environ.get("CODEX_BIN") or shutil.which("codex")
     if not path:
-        pytest.skip("Codex not installed (npm i -g @openai/codex, or set CODEX_BIN)")
+        missing("Codex not installed (npm i -g @openai/codex, or set CODEX_BIN)")
     return path
 
 

@@ -53,7 +53,8 @@ async def test_failures_in_a_row_start_a_rest(shared: bool, redis_prefix: str) -
     assert await cooldowns.failed(group, "a/1")
     assert await cooldowns.cooling(group) == {"a/1"}
     assert changes == [("g", "a/1", True)]
-    assert 29 < cooldowns.snapshot()["g"]["a/1"] <= 30
+    # Some of the 30 s rest is left (a stalled machine may have used up a few seconds).
+    assert 0 < cooldowns.snapshot()["g"]["a/1"] <= 30
     if client is not None:
         # Another replica sees the rest through Redis.
         other = RedisCooldowns(client, redis_prefix)
