@@ -53,6 +53,12 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+# orjson reads JSON nested up to 1024 levels but writes at most 254, and every body is
+# written again (to a provider, to the store, into a reply) inside a few levels of
+# wrapping. Refusing deeper bodies here turns a later 500 into a 400 that says why.
+MAX_JSON_DEPTH = 200
+
+
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     """A request body that must be a JSON object; 400 `invalid_json` otherwise."""
     try:
@@ -61,7 +67,26 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise errors.InvalidJSON(f"request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise errors.InvalidJSON("request body must be a JSON object")
+    # A body with fewer brackets than the limit cannot nest deeper: count them in C
+    # before walking anything, so ordinary bodies pay almost nothing.
+    if raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH and nesting_exceeds(data, MAX_JSON_DEPTH):
+        raise errors.InvalidJSON(f"request body is nested more than {MAX_JSON_DEPTH} levels deep")
     return data
+
+
+def nesting_exceeds(value: Any, limit: int) -> bool:
+    """Whether objects and arrays in `value` nest more than `limit` levels (the value
+    itself is level 1). Iterative, so no depth can exhaust Python's stack."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if level > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        for child in children:
+            if isinstance(child, (dict, list)):
+                stack.append((child, level + 1))
+    return False
 
 
 def reject_nul_in_url(scope: Scope) -> None:

@@ -82,7 +82,7 @@ hostile = st.one_of(
     st.sampled_from(EDGE_INTS),
     st.sampled_from(EDGE_INTS).map(lambda i: -i),
     st.sampled_from(EDGE_TEXTS),
-    st.sampled_from([100, 2000]).map(lambda d: Raw(deep(d))),
+    st.sampled_from([100, 300, 301, 2000]).map(lambda d: Raw(deep(d))),
 )
 # Text a client may well send: short, any unicode, sometimes with a NUL.
 words = st.one_of(st.text(max_size=30), st.sampled_from(["hello", "a\x00b", "💥"]))
