@@ -63,6 +63,8 @@ def test_not_json(gateway):
         ({"model": MODEL, "messages": HELLO, "max_tokens": 1.5}, "max_tokens"),
         ({"model": MODEL, "messages": HELLO, "tools": {}}, "tools"),
         ({"model": "openai/", "messages": HELLO}, "model"),
+        # Longer than the stored model column: spend for it could never be written.
+        ({"model": "openai/" + "x" * 249, "messages": HELLO}, "model"),
     ],
 )
 def test_validation_names_the_field(gateway, upstream, body, param):

@@ -26,6 +26,8 @@ log = logging.getLogger("gateway.chat")
 T = TypeVar("T")
 # (group, from target, to target), as configured: the fallbacks metric.
 FallbackHook = Callable[[str, str, str], None]
+# The width of the stored `usage.model` column (gateway/tenants/tables.py).
+MAX_HANDLE_CHARS = 255
 
 
 class ChatService:
@@ -49,6 +51,12 @@ class ChatService:
         if type(handle) is not str or not handle.strip():
             raise errors.InvalidRequest(
                 "'model' is required and must be a non-empty string", param="model"
+            )
+        if len(handle) > MAX_HANDLE_CHARS:
+            # A provider's fallback list takes any `<provider>/<id>`, and spend is stored
+            # per handle in a column of this width: a longer one could not be recorded.
+            raise errors.InvalidRequest(
+                f"'model' is longer than {MAX_HANDLE_CHARS} characters", param="model"
             )
         name = agent_name(handle)
         if name is not None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -96,13 +97,45 @@ class SpendLedger:
             if not batch:
                 return
             try:
-                await self._write(batch)
+                await self._write(sorted(batch.items()))  # one lock order for all
+            except sa_exc.DBAPIError as exc:
+                if not _bad_data(exc):
+                    self._keep(batch)
+                    raise
+                # One row the database refuses must not hold back every key's spend:
+                # write them one by one, and drop (with a log line) only those refused.
+                await self._write_each(batch)
             except BaseException:
-                for slot, tally in batch.items():
-                    self._pending.setdefault(slot, Tally()).add(tally)
+                self._keep(batch)
                 raise
 
-    async def _write(self, batch: dict[Slot, Tally]) -> None:
+    def _keep(self, batch: dict[Slot, Tally]) -> None:
+        """Put an unwritten batch back, to go with the next flush."""
+        for slot, tally in batch.items():
+            self._pending.setdefault(slot, Tally()).add(tally)
+
+    async def _write_each(self, batch: dict[Slot, Tally]) -> None:
+        items = sorted(batch.items())
+        for i, (slot, tally) in enumerate(items):
+            try:
+                await self._write([(slot, tally)])
+            except sa_exc.DBAPIError as exc:
+                if not _bad_data(exc):
+                    self._keep(dict(items[i:]))
+                    raise
+                log.error(
+                    "spend row refused by the store and dropped: key %r, model %r, day %s, "
+                    "%d requests, $%.6f: %s",
+                    *slot,
+                    tally.requests,
+                    tally.cost_usd,
+                    exc.orig,
+                )
+            except BaseException:
+                self._keep(dict(items[i:]))
+                raise
+
+    async def _write(self, items: list[tuple[Slot, Tally]]) -> None:
         rows = [
             {
                 "key_id": key,
@@ -114,7 +147,7 @@ class SpendLedger:
                 "cached_tokens": v.cached_tokens,
                 "cost_usd": v.cost_usd,
             }
-            for (key, model, day), v in sorted(batch.items())  # one lock order for all
+            for (key, model, day), v in items
         ]
         dialect = postgresql if self.store.dialect == "postgresql" else sqlite
         stmt = dialect.insert(t.usage)
@@ -177,7 +210,11 @@ class SpendLedger:
         self, start: str, end: str, group_by: str, key_id: str | None = None
     ) -> list[dict[str, Any]]:
         """Requests, tokens and cost per key, model or day, for days `start`..`end`."""
-        await self.flush()
+        try:
+            await self.flush()
+        except Exception:
+            # The report shows what is stored; the unwritten spend stays pending.
+            log.exception("writing spend to the store failed; reporting what is stored")
         u = t.usage
         column = {"key": u.c.key_id, "model": u.c.model, "day": u.c.day}[group_by]
         query = (
@@ -198,6 +235,17 @@ class SpendLedger:
         async with self.store.read() as conn:
             rows = (await conn.execute(query)).all()
         return [_row(group_by, r) for r in rows]
+
+
+def _bad_data(exc: sa_exc.DBAPIError) -> bool:
+    """Whether the database refused the rows themselves (a value too long, a constraint),
+    rather than failing to run the statement (connection lost, busy)."""
+    if isinstance(exc, (sa_exc.DataError, sa_exc.IntegrityError)):
+        return True
+    # asyncpg's errors reach SQLAlchemy as plain DBAPIError: use the SQLSTATE class
+    # (22 data exception, 23 integrity constraint violation).
+    code = getattr(exc.orig, "pgcode", None) or getattr(exc.orig, "sqlstate", None)
+    return isinstance(code, str) and code[:2] in ("22", "23")
 
 
 def _row(group_by: str, r: Iterable[Any]) -> dict[str, Any]:
