@@ -81,11 +81,21 @@ class ResponseStore:
                 async with self._store.write() as conn:
                     await conn.execute(insert(t.responses), batch)
             except Exception:
-                log.exception("could not store %d responses", len(batch))
+                # One row the database refuses must not lose the others: write them one
+                # by one, each in its own transaction, and drop only those refused.
+                await self._write_each(batch)
             for row in batch:
                 # A row saved again meanwhile (a stream's final state) stays queued.
                 if self._pending.get(row["id"]) is row:
                     del self._pending[row["id"]]
+
+    async def _write_each(self, batch: list[dict[str, Any]]) -> None:
+        for row in batch:
+            try:
+                async with self._store.write() as conn:
+                    await conn.execute(insert(t.responses), [row])
+            except Exception:
+                log.exception("could not store response %s", row["id"])
 
     async def get(
         self, response_id: str, key_id: str | None, *, param: str | None = None

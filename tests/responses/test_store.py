@@ -70,3 +70,32 @@ async def test_unknown_ids_are_404s_without_waiting(backend: str, response_id: s
             await ResponseStore(agents, young_seconds=86400).get(response_id, None)
     finally:
         await agents.close()
+
+
+async def test_a_refused_row_loses_only_itself(
+    backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    here, there = AgentStore(backend), AgentStore(backend)
+    await here.open()
+    await there.open()
+    mine, other = ResponseStore(here), ResponseStore(there, young_seconds=0)
+    try:
+        first = record(mine)
+        mine.save(first)
+        await mine.flush()
+        # One batch: two good rows around one the database refuses (its id is taken).
+        before, after = record(mine), record(mine)
+        clash = record(mine)
+        clash.id = first.id
+        mine.save(before)
+        mine.save(clash)
+        mine.save(after)
+        await mine.flush()
+        assert (await other.get(before.id, None)).id == before.id
+        assert (await other.get(after.id, None)).id == after.id
+        assert (await other.get(first.id, None)).response["id"] == first.id
+        assert "could not store response " + first.id in caplog.text
+    finally:
+        await mine.close()
+        await here.close()
+        await there.close()
