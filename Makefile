@@ -22,10 +22,11 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix gateway tests bench
 
 # The proxy benchmark, then agent turns (SQLite, and PostgreSQL when
-# GATEWAY_TEST_POSTGRES_URL is set).
+# GATEWAY_TEST_POSTGRES_URL is set), then proxied MCP tool calls.
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(ARGS)
 	$(BIN)/python bench/agents.py
+	$(BIN)/python bench/mcp.py
 
 # Re-install whenever the project's dependencies change.
 $(STAMP): pyproject.toml

@@ -16,7 +16,8 @@ from gateway.chat import ChatService
 from gateway.chat.agents import AgentChat
 from gateway.chat.models import ModelChat
 from gateway.lifecycle import Drain
-from gateway.mcp.client import McpToolbox
+from gateway.mcp_upstream.servers import McpServers
+from gateway.mcp_upstream.tool_source import McpToolSource
 from gateway.observability import tracing
 from gateway.observability.logging import AccessLog
 from gateway.observability.metrics import Metrics
@@ -56,8 +57,8 @@ class Services:
         self.clients: dict[str, Provider] = build_providers(self.specs, on_attempt=on_attempt)
         self.router = Router(self.specs, self.clients, settings.aliases)
         self.metrics = Metrics(providers=self.clients.keys(), is_listed=self._is_listed)
-        # Tools of the configured `[[mcp_servers]]`; connections open on first use.
-        self.mcp_tools = McpToolbox(settings.mcp_servers)
+        # The configured `[[mcp_servers]]`: exposed ones connect in start(), others on first use.
+        self.mcp_servers = McpServers(settings.mcp_servers)
         # The agent store connects and migrates in start(); creating it opens nothing.
         self.store = AgentStore(settings.resolved_database_url, settings.database_pool_size)
         # Keys, limits and spend; finished requests' usage reaches it through the recorder.
@@ -65,14 +66,14 @@ class Services:
         self.recorder = Recorder(
             self.metrics, AccessLog(settings.resolved_log_format), on_usage=self.tenants.record
         )
-        # Agents get the tools of their `mcp_servers` from the MCP toolbox.
+        # Agents get the tools of their `mcp_servers` from the upstream MCP servers.
         models = ModelChat()
         self.agents = AgentService(
             self.store,
             self.router,
             models,
             settings,
-            sources=[self.mcp_tools],
+            sources=[McpToolSource(self.mcp_servers)],
             on_turn=lambda agent, turn: self.metrics.agent_turn(agent.name, turn.step_count),
         )
         # Keys, limits and spend; finished requests' usage reaches it through the recorder.
@@ -101,6 +102,7 @@ class Services:
             await self.tenants.start()
         for client in self.clients.values():
             await client.start()
+        self.mcp_servers.start()
         enabled = ", ".join(self.clients) or "none"
         log.info("providers enabled: %s", enabled)
 
@@ -115,7 +117,7 @@ class Services:
             self.responses.store.close,  # stored responses still queued are written
             self.tenants.close,
             lambda: self.agents.close(self.drain.remaining()),
-            self.mcp_tools.close,
+            self.mcp_servers.close,
         ]
         steps += [client.close for client in self.clients.values()]
         for step in steps:

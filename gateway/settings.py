@@ -65,7 +65,11 @@ class ProviderConfig(BaseModel):
 
 
 class McpServerConfig(BaseModel):
-    """An MCP server whose tools agents may use: `url` (Streamable HTTP) or `command` (stdio)."""
+    """An upstream MCP server: `url` (Streamable HTTP) or `command` (stdio).
+
+    Agents that name it in `mcp_servers` may use its tools; with `expose`, its tools,
+    resources and prompts are also served at `/mcp` as `<name>__<tool>`.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -76,6 +80,7 @@ class McpServerConfig(BaseModel):
     args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     timeout: float = Field(default=60.0, gt=0)
+    expose: bool = False
 
     @model_validator(mode="after")
     def _one_transport(self) -> McpServerConfig:
@@ -161,6 +166,8 @@ class Settings(BaseSettings):
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
     # Model groups: a name clients use like a model, over several targets.
     models: dict[str, ModelGroupConfig] = Field(default_factory=dict)
+    # Debugging only: put the arguments of proxied MCP tool calls in their log lines.
+    mcp_log_arguments: bool = False
 
     @field_validator("api_keys", "allowed_hosts", "allowed_origins", mode="before")
     @classmethod

@@ -3,7 +3,9 @@
 `python tests/mcp_test_server.py` serves stdio; `--http PORT` serves Streamable HTTP on
 127.0.0.1:PORT at `/mcp` (and, with `--require-header NAME=VALUE`, answers 401 to requests
 without that header). Tools: `echo` works, `hang` never answers, `fail` is an error result,
-`crash` exits the process mid-call.
+`crash` exits the process mid-call, `media` answers with every kind of content block,
+`weather` with structured content, `grow` adds the tool `grown` and says the list changed.
+It also has a resource, a resource template and a prompt.
 """
 
 from __future__ import annotations
@@ -15,16 +17,100 @@ import socket
 import subprocess
 import sys
 import time
+from typing import Annotated, TypedDict
 
 import uvicorn
 from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import (
+    AudioContent,
+    CallToolResult,
+    EmbeddedResource,
+    ImageContent,
+    ResourceLink,
+    TextContent,
+    TextResourceContents,
+    ToolAnnotations,
+)
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+# A 1x1 PNG and a few bytes of "audio", base64: content the gateway must pass on unchanged.
+PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKm"
+    "MIQAAAABJRU5ErkJggg=="
+)
+WAV = "UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAEAfAAABAAgAZGF0YQAAAAA="
+
+
+class Weather(TypedDict):
+    city: str
+    celsius: float
+
+
+def media_result() -> CallToolResult:
+    return CallToolResult(
+        content=[
+            TextContent(type="text", text="here is everything"),
+            ImageContent(type="image", data=PNG, mime_type="image/png"),
+            AudioContent(type="audio", data=WAV, mime_type="audio/wav"),
+            EmbeddedResource(
+                type="resource",
+                resource=TextResourceContents(
+                    uri="test://notes/today", mime_type="text/plain", text="buy milk"
+                ),
+            ),
+            ResourceLink(
+                type="resource_link", uri="test://notes/today", name="today", mime_type="text/plain"
+            ),
+        ],
+        _meta={"test/trace": "abc"},
+    )
 
 
 def build() -> MCPServer:
     server = MCPServer("test-tools", instructions="tools for the gateway's tests")
+
+    @server.tool(
+        annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
+        title="Everything at once",
+    )
+    def media() -> CallToolResult:
+        """Answer with text, an image, audio, an embedded resource and a resource link."""
+        return media_result()
+
+    @server.tool()
+    def weather(city: str) -> Weather:
+        """The weather in a city, as structured content."""
+        return Weather(city=city, celsius=21.5)
+
+    @server.tool()
+    async def grow(ctx: Context) -> str:
+        """Add the tool `grown` and tell listeners the tool list changed."""
+
+        def grown() -> str:
+            """A tool that appeared at run time."""
+            return "grown ok"
+
+        server.add_tool(grown)
+        await ctx.notify_tools_changed()
+        return "grew"
+
+    @server.resource("test://notes/today", mime_type="text/plain")
+    def today() -> str:
+        """Today's note."""
+        return "buy milk"
+
+    @server.resource("test://notes/{day}")
+    def note(day: str) -> str:
+        """The note of a day."""
+        return f"note of {day}"
+
+    @server.prompt()
+    def review(code: Annotated[str, "the code to review"]) -> str:
+        """Ask for a code review."""
+        return f"Please review: {code}"
 
     @server.tool()
     def echo(text: str) -> str:
@@ -69,11 +155,10 @@ class _RequireHeader:
 class McpTestServerProcess:
     """This server over Streamable HTTP in a child process: `with ... as srv: srv.url`."""
 
-    def __init__(self, require_header: str | None = None) -> None:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        sock.close()  # the child binds it; a rare race shows up as a start failure
+    def __init__(self, require_header: str | None = None, port: int | None = None) -> None:
+        if port is None:
+            port = free_port()  # the child binds it; a rare race shows up as a start failure
+        self.port = port
         self.url = f"http://127.0.0.1:{self.port}/mcp"
         args = [sys.executable, __file__, "--http", str(self.port)]
         if require_header:
@@ -105,6 +190,14 @@ class McpTestServerProcess:
             self.proc.communicate()
 
 
+def free_port() -> int:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port: int = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
 def stdio_command() -> tuple[str, list[str]]:
     """`command`, `args` of an `[[mcp_servers]]` entry that runs this server over stdio."""
     return sys.executable, [__file__]
@@ -123,7 +216,10 @@ def main() -> None:
     if args.require_header:
         name, _, value = args.require_header.partition("=")
         app = _RequireHeader(app, name, value)
-    uvicorn.run(app, host="127.0.0.1", port=args.http, log_level="warning")
+    # A gateway still connected must not hold up a test's teardown.
+    uvicorn.run(
+        app, host="127.0.0.1", port=args.http, log_level="warning", timeout_graceful_shutdown=1
+    )
 
 
 if __name__ == "__main__":

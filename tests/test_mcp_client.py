@@ -1,4 +1,4 @@
-"""The gateway's MCP client (`McpToolbox`) against a real external MCP server subprocess."""
+"""The agents' MCP tool source (`McpToolSource`) against a real external MCP server subprocess."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from gateway.mcp.client import McpToolbox, function_name
+from gateway.mcp_upstream.servers import McpServers
+from gateway.mcp_upstream.tool_source import McpToolSource, function_name
 from gateway.settings import McpServerConfig
 from tests.mcp_test_server import McpTestServerProcess, stdio_command
 
@@ -20,9 +21,9 @@ def http_server() -> Iterator[McpTestServerProcess]:
 
 
 @pytest.fixture
-async def toolbox(http_server: McpTestServerProcess) -> AsyncIterator[McpToolbox]:
+async def toolbox(http_server: McpTestServerProcess) -> AsyncIterator[McpToolSource]:
     command, args = stdio_command()
-    box = McpToolbox(
+    servers = McpServers(
         [
             McpServerConfig(name="local", command=command, args=args, timeout=SHORT),
             McpServerConfig(
@@ -32,19 +33,19 @@ async def toolbox(http_server: McpTestServerProcess) -> AsyncIterator[McpToolbox
             McpServerConfig(name="down", url="http://127.0.0.1:9/mcp", timeout=SHORT),
         ]
     )
-    yield box
-    await box.close()
+    yield McpToolSource(servers)
+    await servers.close()
 
 
 async def test_tools_offered_as_openai_functions(toolbox):
     functions = await toolbox.functions(["local", "remote", "nokey", "down", "unknown"])
     names = [f["function"]["name"] for f in functions]
-    expected = ["echo", "hang", "fail", "dotted_name", "crash"]
+    expected = ["media", "weather", "grow", "echo", "hang", "fail", "dotted_name", "crash"]
     assert names == [f"local__{t}" for t in expected] + [f"remote__{t}" for t in expected]
-    echo = functions[0]["function"]
+    echo = functions[3]["function"]
     assert echo["description"] == "Return the text, prefixed with 'echoed: '."
     assert echo["parameters"]["required"] == ["text"]
-    assert functions[0]["type"] == "function"
+    assert functions[3]["type"] == "function"
 
 
 @pytest.mark.parametrize("server", ["local", "remote"])

@@ -145,10 +145,6 @@ class AgentService:
     def add_listener(self, listener: AgentListener) -> None:
         self._listeners.append(listener)
 
-    def add_tool_source(self, source: ToolSource) -> None:
-        """Offer a source's tools (e.g. MCP servers') to the agents it serves."""
-        self.loop.sources.append(source)
-
     # -- history -------------------------------------------------------------------
 
     async def history(

@@ -13,20 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Annotated, Any
 
+from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from gateway.agents.loop import StepEvent, StepFn
 from gateway.agents.schemas import AgentRecord, TurnResult
+from gateway.agents.service import AgentService
 from gateway.mcp import results
+from gateway.observability.metrics import Metrics
 from gateway.providers.base import CallRecord
-
-if TYPE_CHECKING:
-    from gateway.mcp.server import McpFacade
 
 log = logging.getLogger("gateway.mcp")
 
@@ -100,11 +100,22 @@ DescriptionArg = Annotated[
 
 
 class AgentTools:
-    """Registers the agent tools on the facade's server and keeps `ask_<name>` current."""
+    """Registers the agent tools on an MCP server and keeps `ask_<name>` current.
 
-    def __init__(self, facade: McpFacade) -> None:
-        self.facade = facade
-        self.agents = facade.services.agents
+    `announce` tells the server's listeners that its tool list changed.
+    """
+
+    def __init__(
+        self,
+        server: MCPServer,
+        agents: AgentService,
+        metrics: Metrics,
+        announce: Callable[[], Coroutine[Any, Any, None]],
+    ) -> None:
+        self.server = server
+        self.agents = agents
+        self.metrics = metrics
+        self.announce = announce
         # agent id -> its ask_<name> tool (with the description it was registered with).
         self._asks: dict[str, tuple[str, str]] = {}
         self._lock = asyncio.Lock()
@@ -130,13 +141,13 @@ class AgentTools:
             for agent in agents:
                 changed |= self._register(agent)
         if changed:
-            await self.facade.tools_changed()
+            await self.announce()
 
     def _changed(self, event: str, agent: AgentRecord) -> None:
         """The agent service's listener: called in this process on create/update/delete."""
         changed = self._drop(agent.id) if event == "deleted" else self._register(agent)
         if changed:
-            task = asyncio.get_running_loop().create_task(self.facade.tools_changed())
+            task = asyncio.get_running_loop().create_task(self.announce())
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
 
@@ -150,7 +161,7 @@ class AgentTools:
         for other, (taken, _) in list(self._asks.items()):
             if taken == name:
                 self._drop(other)
-        self.facade.server.add_tool(
+        self.server.add_tool(
             _ask_tool(self, agent.id, agent.name),
             name=name,
             title=f"Ask {agent.name}",
@@ -164,7 +175,7 @@ class AgentTools:
         entry = self._asks.pop(agent_id, None)
         if entry is None:
             return False
-        self.facade.server.remove_tool(entry[0])
+        self.server.remove_tool(entry[0])
         return True
 
     async def turn(
@@ -177,7 +188,7 @@ class AgentTools:
             data = _reply(result)
             return results.ok(data, data.reply or f"({result.finish_reason}, no text)")
 
-        return await self.facade.serve(tool, run)
+        return await results.serve(self.metrics, tool, run)
 
     async def run_turn(
         self, ref: str, message: str, conversation: str | None, ctx: Context | None
@@ -187,7 +198,7 @@ class AgentTools:
         on_step = _progress(ctx) if ctx is not None else None
         if ctx is not None:
             await _report(ctx, 0, self.agents.settings.agent_max_steps, "thinking")
-        metrics = self.facade.services.metrics
+        metrics = self.metrics
 
         def record() -> None:
             # No HTTP middleware sees these calls (stdio, or inside the MCP session).
@@ -205,7 +216,7 @@ class AgentTools:
         return _progress(ctx)
 
     def _add_fixed_tools(self) -> None:
-        facade, agents = self.facade, self.agents
+        agents, metrics = self.agents, self.metrics
 
         async def list_agents() -> Annotated[CallToolResult, AgentList]:
             """List the gateway's agents: name, description, model, and the tool that asks it."""
@@ -218,7 +229,7 @@ class AgentTools:
                 ]
                 return results.ok(data, "\n".join(lines) or "no agents yet")
 
-            return await facade.serve("list_agents", run)
+            return await results.serve(metrics, "list_agents", run)
 
         async def send_message(
             agent: AgentArg,
@@ -257,9 +268,9 @@ class AgentTools:
                 )
                 return results.ok(data, text)
 
-            return await facade.serve("create_agent", run)
+            return await results.serve(metrics, "create_agent", run)
 
-        server = facade.server
+        server = self.server
         server.add_tool(
             list_agents,
             title="List agents",

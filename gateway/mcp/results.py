@@ -15,6 +15,7 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel
 
 from gateway import errors
+from gateway.observability.metrics import Metrics
 
 # The two kinds of tool the gateway serves: lookups, and calls that reach a model.
 READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
@@ -50,6 +51,15 @@ async def guarded(tool: str, run: Callable[[], Awaitable[CallToolResult]]) -> Ca
     except Exception:
         log.exception("MCP tool %s failed", tool)
         return error(errors.GatewayError(f"internal error in the gateway while running {tool}"))
+
+
+async def serve(
+    metrics: Metrics, tool: str, run: Callable[[], Awaitable[CallToolResult]]
+) -> CallToolResult:
+    """Run a tool body as an MCP result (errors included) and count it."""
+    result = await guarded(tool, run)
+    metrics.tool_call(tool, outcome(result))
+    return result
 
 
 def outcome(result: CallToolResult) -> str:

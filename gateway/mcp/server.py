@@ -14,21 +14,36 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 from mcp.server import MCPServer
+from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ToolsListChanged
-from mcp.types import INVALID_PARAMS, CallToolResult, GetPromptResult, InputRequiredResult
+from mcp.types import (
+    INVALID_PARAMS,
+    CallToolResult,
+    GetPromptRequestParams,
+    GetPromptResult,
+    InputRequiredResult,
+    ListToolsResult,
+    PaginatedRequestParams,
+    ReadResourceRequestParams,
+    ReadResourceResult,
+)
+from mcp.types import Prompt as MCPPrompt
+from mcp.types import Resource as MCPResource
+from mcp.types import ResourceTemplate as MCPResourceTemplate
 from mcp.types import Tool as MCPTool
 from pydantic import BaseModel, Field, ValidationError
 from starlette.applications import Starlette
 
-from gateway import __version__
+from gateway import __version__, errors
 from gateway.chat import ChatContext
 from gateway.mcp import results
 from gateway.mcp.agent_tools import ASK, AgentTools
+from gateway.mcp.federation import Federation
 from gateway.observability.metrics import OTHER
 from gateway.routing.handles import agent_name
 from gateway.services import Services
@@ -74,12 +89,19 @@ class McpFacade:
         # Our own bus, so changes made outside an MCP request (an agent created over REST)
         # can still reach clients listening on 2026-era connections.
         self.bus = InMemorySubscriptionBus()
-        self.server = _new_server(self.bus)
+        self.federation = Federation(
+            services.mcp_servers,
+            services.metrics,
+            self.bus.publish,
+            log_arguments=services.settings.mcp_log_arguments,
+        )
+        self.server = _new_server(self.bus, self.federation, services.metrics.tool_call)
         _add_model_tools(self)
-        self.agent_tools = AgentTools(self)
+        self.agent_tools = AgentTools(
+            self.server, services.agents, services.metrics, self.tools_changed
+        )
         self.server.refresh = self.agent_tools.sync
         self.server.is_stale = _stale_check(self.agent_tools)
-        self.server.on_rejected = services.metrics.tool_call
 
     def http_app(self, settings: Settings) -> Starlette:
         """The Streamable HTTP app (path `/mcp`); call once per facade.
@@ -118,45 +140,77 @@ class McpFacade:
         self, tool: str, run: Callable[[], Awaitable[CallToolResult]]
     ) -> CallToolResult:
         """Run a tool body as an MCP result (errors included) and count it."""
-        result = await results.guarded(tool, run)
-        self.services.metrics.tool_call(tool, results.outcome(result))
-        return result
+        return await results.serve(self.services.metrics, tool, run)
 
 
 class GatewayMCPServer(MCPServer):
-    """`MCPServer` whose tool list is brought up to date before it is read.
+    """`MCPServer` with federated upstream servers beside its own tools, filtered per key.
 
-    Agents may be created by another worker or process; their `ask_<name>` tools must
-    still be listed, and callable by a client that listed them elsewhere.
+    Its own tool list is brought up to date before it is read: agents may be created by
+    another worker or process; their `ask_<name>` tools must still be listed, and callable
+    by a client that listed them elsewhere. The caller's key (set by our HTTP middleware
+    in the ASGI scope; nobody on stdio) decides which tools it sees and may call.
     """
 
     refresh: Callable[[], Awaitable[None]] | None = None
     is_stale: Callable[[str], bool] | None = None
-    # Counts a call the SDK refused before any tool body ran: (tool or OTHER, outcome).
-    on_rejected: Callable[[str, str], None] | None = None
+
+    def __init__(
+        self,
+        *args: Any,
+        federation: Federation,
+        on_rejected: Callable[[str, str], None],
+        **kwargs: Any,
+    ) -> None:
+        self.federation = federation
+        # Counts a call refused before any tool body ran: (tool or OTHER, outcome).
+        self.on_rejected = on_rejected
+        super().__init__(*args, **kwargs)
+
+    # -- tools -----------------------------------------------------------------------------
+
+    async def _handle_list_tools(
+        self, ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None
+    ) -> ListToolsResult:
+        caller = _caller(ctx)
+        tools = await self.list_tools()
+        if caller.mcp_tools is not None:
+            tools = [t for t in tools if caller.may_use_tool(t.name)]
+        return ListToolsResult(tools=tools)
 
     async def list_tools(self) -> list[MCPTool]:
         if self.refresh is not None:
             await self.refresh()
-        return await super().list_tools()
+        own = await super().list_tools()
+        return own + await self.federation.tools() if self.federation.active else own
+
+    def _tool_input_schema(self, name: str) -> dict[str, Any] | None:
+        schema = super()._tool_input_schema(name)
+        return schema if schema is not None else self.federation.input_schema(name)
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
+        caller = request_caller(context)
+        if not caller.may_use_tool(name):
+            self.on_rejected(OTHER, "tool_not_allowed")
+            return results.error(errors.ToolNotAllowed(f"this key may not use the tool '{name}'"))
+        target = self.federation.route(name)
+        if target is not None:
+            return await self.federation.call_tool(*target, arguments, caller)
         if self.refresh is not None and self.is_stale is not None and self.is_stale(name):
             await self.refresh()
         if self._tool_manager.get_tool(name) is None:
             # A protocol error in both eras, as the spec says; the SDK answers an error
             # result (a tool that ran and failed) instead.
-            if self.on_rejected is not None:
-                self.on_rejected(OTHER, "not_found")
+            self.on_rejected(OTHER, "not_found")
             raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {name}")
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
             # Tool bodies count themselves (`McpFacade.serve`); an unknown tool or arguments
             # that fail validation never reach one. The SDK makes these error results.
-            if self.on_rejected is not None and not isinstance(exc, UnexpectedToolError):
+            if not isinstance(exc, UnexpectedToolError):
                 if isinstance(exc.__cause__, ValidationError):
                     self.on_rejected(name, "invalid_value")
             raise
@@ -172,12 +226,56 @@ class GatewayMCPServer(MCPServer):
             raise MCPError(code=INVALID_PARAMS, message=f"Unknown prompt: {name}")
         return await super().get_prompt(name, arguments, context)
 
+    # -- resources and prompts: the federated servers' ---------------------------------------
+
+    async def list_resources(self) -> list[MCPResource]:
+        own = await super().list_resources()
+        return own + await self.federation.resources() if self.federation.active else own
+
+    async def list_resource_templates(self) -> list[MCPResourceTemplate]:
+        own = await super().list_resource_templates()
+        if not self.federation.active:
+            return own
+        return own + await self.federation.resource_templates()
+
+    async def _handle_read_resource(
+        self, ctx: ServerRequestContext[Any], params: ReadResourceRequestParams
+    ) -> ReadResourceResult | InputRequiredResult:
+        if self.federation.active:
+            found = await self.federation.read_resource(str(params.uri))
+            if found is not None:
+                return found
+        return await super()._handle_read_resource(ctx, params)
+
+    async def list_prompts(self) -> list[MCPPrompt]:
+        own = await super().list_prompts()
+        return own + await self.federation.prompts() if self.federation.active else own
+
+    async def _handle_get_prompt(
+        self, ctx: ServerRequestContext[Any], params: GetPromptRequestParams
+    ) -> GetPromptResult | InputRequiredResult:
+        target = self.federation.route(params.name)
+        if target is not None:
+            return await self.federation.get_prompt(*target, params.arguments)
+        return await super()._handle_get_prompt(ctx, params)
+
+
+def _caller(ctx: ServerRequestContext[Any] | None) -> Caller:
+    """The key behind an MCP request: from the HTTP request's scope; nobody on stdio."""
+    request = ctx.request if ctx is not None else None
+    scope = getattr(request, "scope", None)
+    return caller_of(scope) if isinstance(scope, dict) else ANONYMOUS
+
 
 def _stale_check(agent_tools: AgentTools) -> Callable[[str], bool]:
     return lambda name: name.startswith(ASK) and not agent_tools.has(name)
 
 
-def _new_server(bus: InMemorySubscriptionBus) -> GatewayMCPServer:
+def _new_server(
+    bus: InMemorySubscriptionBus,
+    federation: Federation,
+    on_rejected: Callable[[str, str], None],
+) -> GatewayMCPServer:
     # MCPServer calls logging.basicConfig(); the gateway configures its own logging, so
     # keep the root logger as it was.
     root = logging.getLogger()
@@ -189,6 +287,8 @@ def _new_server(bus: InMemorySubscriptionBus) -> GatewayMCPServer:
             instructions=INSTRUCTIONS,
             version=__version__,
             subscriptions=bus,
+            federation=federation,
+            on_rejected=on_rejected,
         )
     finally:
         root.handlers[:] = handlers
@@ -225,11 +325,10 @@ def _host_patterns(host: str) -> list[str]:
 def request_caller(ctx: Context[Any, Any] | None) -> Caller:
     """The caller of the HTTP request that carried this MCP call (stdio: no restriction)."""
     try:
-        request = ctx.request_context.request if ctx is not None else None
+        request_context = ctx.request_context if ctx is not None else None
     except ValueError:  # outside a request
         return ANONYMOUS
-    scope = getattr(request, "scope", None)
-    return caller_of(scope) if isinstance(scope, dict) else ANONYMOUS
+    return _caller(request_context)
 
 
 # -- model tools ---------------------------------------------------------------------------

@@ -73,6 +73,9 @@ def logging_config(settings: Settings) -> dict[str, Any]:
             "uvicorn.access": quiet,
             # Alembic reports its plugins and context at every start: only at DEBUG.
             "alembic": {"level": level if level <= logging.DEBUG else logging.WARNING},
+            # The MCP client's HTTP library logs every request to an upstream MCP server at
+            # INFO; the gateway writes its own line per proxied call instead.
+            "httpx2": {"level": max(level, logging.WARNING), "handlers": [], "propagate": True},
         },
     }
 

@@ -51,6 +51,7 @@ _MAX_KEYS = 1000
 
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 LLM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
+MCP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30)
 # The gateway's own share is sub-millisecond when healthy; the buckets resolve that.
 OVERHEAD_BUCKETS = (
@@ -323,6 +324,19 @@ class Metrics:
             genai,
             buckets=GENAI_TTFT_BUCKETS,
         )
+        self.mcp_upstream_calls = metric(
+            "counter",
+            "gateway_mcp_upstream_calls_total",
+            "MCP tool calls proxied to federated upstream servers, by outcome.",
+            ("server", "outcome"),
+        )
+        self.mcp_upstream_duration = metric(
+            "histogram",
+            "gateway_mcp_upstream_call_duration_seconds",
+            "Duration of MCP tool calls proxied to federated upstream servers.",
+            ("server",),
+            buckets=MCP_BUCKETS,
+        )
 
     # -- recording -----------------------------------------------------------------
 
@@ -422,6 +436,11 @@ class Metrics:
             self.key_tokens.labels(label, "prompt").inc(stats.prompt_tokens)
         if stats.completion_tokens:
             self.key_tokens.labels(label, "completion").inc(stats.completion_tokens)
+
+    def mcp_upstream_call(self, server: str, outcome: str, seconds: float) -> None:
+        """One proxied call; `server` comes from the config, `outcome` from a fixed set."""
+        self.mcp_upstream_calls.labels(server, outcome).inc()
+        self.mcp_upstream_duration.labels(server).observe(seconds)
 
     # -- exposition ----------------------------------------------------------------
 
