@@ -26,7 +26,7 @@ fmt: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(ARGS)
 	$(BIN)/python bench/agents.py
-	$(BIN)/python bench/mcp.py
+	$(BIN)/python bench/mcp_gateway.py
 
 # Re-install whenever the project's dependencies change.
 $(STAMP): pyproject.toml

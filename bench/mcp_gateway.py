@@ -7,8 +7,8 @@ pinned to one core and one `gateway serve` worker, pinned to another, that expos
 the gateway (`bench__echo`), so both see the same machine state. Reported: p50/p90/p99 of
 each path and the added p50 (target ≤ 2 ms), plus the gateway's CPU per proxied call.
 
-Run: ``.venv/bin/python bench/mcp.py [--calls 1000]``. The table goes to stdout, the raw
-numbers to ``bench/results/mcp.json``, and one ``BENCH_JSON`` line carries them.
+Run: ``.venv/bin/python bench/mcp_gateway.py [--calls 1000]``. The table goes to stdout, the raw
+numbers to ``bench/results/mcp_gateway.json``, and one ``BENCH_JSON`` line carries them.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gateway-cpu", type=int, default=0)
     parser.add_argument("--upstream-cpu", type=int, default=1)
     parser.add_argument("--nice", type=int, default=-15, help="as in run.py (negative needs root)")
-    parser.add_argument("--output", type=Path, default=HERE / "results" / "mcp.json")
+    parser.add_argument("--output", type=Path, default=HERE / "results" / "mcp_gateway.json")
     return parser.parse_args(argv)
 
 
