@@ -259,3 +259,42 @@ async def test_stdio_gateway_serves_agents(gateway_env, gateway_config, upstream
         assert "ask_desk" in tool_names(await client.list_tools())
         reply = await client.call_tool("ask_desk", {"message": "hello"})
     assert reply.content[0].text == "echo: hello"
+
+
+ADMIN = "admin-key-of-the-mcp-agents-test"
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_a_keys_agent_list_holds_over_mcp(make_gateway, upstream, mode):
+    """A virtual key limited to `support-*` sees and reaches only those agents over MCP,
+    as it does over REST: listing, ask_<name>, send_message and create_agent."""
+    gateway = make_gateway({"GATEWAY_ADMIN_KEY": ADMIN})
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    for name in ("support-bot", "secret"):
+        r = httpx2.post(
+            gateway.base_url + "/agents", json={"name": name, "model": MODEL}, headers=admin
+        )
+        assert r.status_code == 201, r.text
+    created = httpx2.post(
+        gateway.base_url + "/keys",
+        headers=admin,
+        json={"name": "support", "agents": ["support-*"], "models": ["openai/*"]},
+    )
+    assert created.status_code == 201, created.text
+    upstream.script(Reply.completion(content="hello from support"))
+    async with mcp_client(gateway.url, key=created.json()["key"], mode=mode) as client:
+        names = tool_names(await client.list_tools())
+        listed = await client.call_tool("list_agents", {})
+        asked = await client.call_tool("ask_support-bot", {"message": "hi"})
+        denied = [
+            await client.call_tool("ask_secret", {"message": "hi"}),
+            await client.call_tool("send_message", {"agent": "secret", "message": "hi"}),
+            await client.call_tool("create_agent", {"name": "other", "model": MODEL}),
+        ]
+    assert "ask_support-bot" in names and "ask_secret" not in names
+    assert [a["name"] for a in listed.structured_content["agents"]] == ["support-bot"]
+    assert not asked.is_error and "hello from support" in asked.content[0].text
+    for result in denied:
+        assert result.is_error
+        assert result.meta["agent-gateway/error"]["code"] == "agent_not_allowed"
+    assert len(upstream.chat_requests) == 1  # nothing ran for the refused calls

@@ -21,10 +21,12 @@ from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, Field
 
+from gateway import errors
 from gateway.agents.loop import StepEvent, StepFn
 from gateway.agents.schemas import AgentRecord, TurnResult
 from gateway.agents.service import AgentService
 from gateway.mcp import results
+from gateway.mcp.callers import request_caller
 from gateway.observability.metrics import Metrics
 from gateway.providers.base import CallRecord
 
@@ -179,11 +181,25 @@ class AgentTools:
         return True
 
     async def turn(
-        self, tool: str, ref: str, message: str, conversation: str | None, ctx: Context | None
+        self,
+        tool: str,
+        ref: str,
+        message: str,
+        conversation: str | None,
+        ctx: Context | None,
+        *,
+        check: bool = False,
     ) -> CallToolResult:
-        """One agent turn as a tool result."""
+        """One agent turn as a tool result; `check` the caller's key first when the
+        agent was named by the client (an `ask_` tool is checked before it is called)."""
 
         async def run() -> CallToolResult:
+            if check:
+                agent = await self.agents.get_agent(ref)
+                if not request_caller(ctx).may_use_agent(agent.name):
+                    raise errors.AgentNotAllowed(
+                        f"this key may not use agent '{agent.name}'", param="agent"
+                    )
             result = await self.run_turn(ref, message, conversation, ctx)
             data = _reply(result)
             return results.ok(data, data.reply or f"({result.finish_reason}, no text)")
@@ -218,11 +234,12 @@ class AgentTools:
     def _add_fixed_tools(self) -> None:
         agents, metrics = self.agents, self.metrics
 
-        async def list_agents() -> Annotated[CallToolResult, AgentList]:
+        async def list_agents(ctx: Context) -> Annotated[CallToolResult, AgentList]:
             """List the gateway's agents: name, description, model, and the tool that asks it."""
 
             async def run() -> CallToolResult:
-                found = await agents.list_agents()
+                caller = request_caller(ctx)
+                found = [a for a in await agents.list_agents() if caller.may_use_agent(a.name)]
                 data = AgentList(agents=[_summary(a) for a in found])
                 lines = [
                     f"{a.name} ({a.model}): {a.description or 'no description'}" for a in found
@@ -241,11 +258,12 @@ class AgentTools:
 
             The agent keeps its memory and the conversation's history between calls.
             """
-            return await self.turn("send_message", agent, message, conversation, ctx)
+            return await self.turn("send_message", agent, message, conversation, ctx, check=True)
 
         async def create_agent(
             name: NameArg,
             model: ModelArg,
+            ctx: Context,
             system: SystemArg = None,
             memory: MemoryArg = None,
             description: DescriptionArg = None,
@@ -253,6 +271,15 @@ class AgentTools:
             """Create a stateful agent; it becomes the tool ask_<name>."""
 
             async def run() -> CallToolResult:
+                caller = request_caller(ctx)
+                if not caller.may_use_agent(name):
+                    raise errors.AgentNotAllowed(
+                        f"this key may not use agent '{name}'", param="name"
+                    )
+                if not caller.may_use_model(model):
+                    raise errors.ModelNotAllowed(
+                        f"this key may not use model '{model}'", param="model"
+                    )
                 spec: dict[str, object] = {"name": name, "model": model}
                 if system is not None:
                     spec["system"] = system

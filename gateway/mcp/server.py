@@ -43,12 +43,13 @@ from gateway import __version__, errors
 from gateway.chat import ChatContext
 from gateway.mcp import results
 from gateway.mcp.agent_tools import ASK, AgentTools
+from gateway.mcp.callers import context_caller, request_caller
 from gateway.mcp.federation import Federation
 from gateway.observability.metrics import OTHER
 from gateway.routing.handles import agent_name
 from gateway.services import Services
 from gateway.settings import Settings, is_loopback
-from gateway.tenants.caller import ANONYMOUS, Caller, caller_of
+from gateway.tenants.caller import Caller
 
 INSTRUCTIONS = (
     "agent-gateway: chat with any configured model (`list_models`, then `chat`) and talk to "
@@ -172,11 +173,24 @@ class GatewayMCPServer(MCPServer):
     async def _handle_list_tools(
         self, ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None
     ) -> ListToolsResult:
-        caller = _caller(ctx)
+        caller = context_caller(ctx)
         tools = await self.list_tools()
         if caller.mcp_tools is not None:
             tools = [t for t in tools if caller.may_use_tool(t.name)]
+        if caller.agents is not None:
+            # `ask_<name>` of an agent outside the key's list is not offered either.
+            tools = [t for t in tools if self._may_ask(caller, t.name)]
         return ListToolsResult(tools=tools)
+
+    def _may_ask(self, caller: Caller, tool: str) -> bool:
+        agent = self._agent_of(tool)
+        return agent is None or caller.may_use_agent(agent)
+
+    def _agent_of(self, tool: str) -> str | None:
+        """The agent a tool of ours asks, or None for any other tool."""
+        if not tool.startswith(ASK) or self.federation.route(tool) is not None:
+            return None
+        return tool[len(ASK) :]
 
     async def list_tools(self) -> list[MCPTool]:
         if self.refresh is not None:
@@ -195,6 +209,10 @@ class GatewayMCPServer(MCPServer):
         if not caller.may_use_tool(name):
             self.on_rejected(OTHER, "tool_not_allowed")
             return results.error(errors.ToolNotAllowed(f"this key may not use the tool '{name}'"))
+        agent = self._agent_of(name)
+        if agent is not None and not caller.may_use_agent(agent):
+            self.on_rejected(OTHER, "agent_not_allowed")
+            return results.error(errors.AgentNotAllowed(f"this key may not use agent '{agent}'"))
         target = self.federation.route(name)
         if target is not None:
             return await self.federation.call_tool(*target, arguments, caller)
@@ -260,13 +278,6 @@ class GatewayMCPServer(MCPServer):
         return await super()._handle_get_prompt(ctx, params)
 
 
-def _caller(ctx: ServerRequestContext[Any] | None) -> Caller:
-    """The key behind an MCP request: from the HTTP request's scope; nobody on stdio."""
-    request = ctx.request if ctx is not None else None
-    scope = getattr(request, "scope", None)
-    return caller_of(scope) if isinstance(scope, dict) else ANONYMOUS
-
-
 def _stale_check(agent_tools: AgentTools) -> Callable[[str], bool]:
     return lambda name: name.startswith(ASK) and not agent_tools.has(name)
 
@@ -320,15 +331,6 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
 def _host_patterns(host: str) -> list[str]:
     """`example.com` allows it on any port (and bare); `example.com:8443` only that port."""
     return [host] if _WITH_PORT.fullmatch(host) else [host, f"{host}:*"]
-
-
-def request_caller(ctx: Context[Any, Any] | None) -> Caller:
-    """The caller of the HTTP request that carried this MCP call (stdio: no restriction)."""
-    try:
-        request_context = ctx.request_context if ctx is not None else None
-    except ValueError:  # outside a request
-        return ANONYMOUS
-    return _caller(request_context)
 
 
 # -- model tools ---------------------------------------------------------------------------
