@@ -27,6 +27,32 @@ def header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
+def text_header(scope: Scope, name: bytes) -> str | None:
+    """A header as text; a value that is not UTF-8 is the client's mistake (400)."""
+    value = header(scope, name)
+    if value is None:
+        return None
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        raise errors.InvalidRequest(
+            f"header {name.decode()} is not valid UTF-8", param=name.decode()
+        ) from None
+
+
+def conversation_header(scope: Scope) -> str | None:
+    """The agent conversation a request names: `X-Conversation-Id`, or Open WebUI's own."""
+    return text_header(scope, b"x-conversation-id") or text_header(scope, b"x-openwebui-chat-id")
+
+
+async def wait_disconnect(receive: Receive) -> None:
+    """Returns when the client has gone (a stream's relay races against it)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
 def services_of(scope: Scope) -> Any:
     return scope["app"].state.services
 

@@ -21,12 +21,14 @@ from gateway.chat import ChatContext, ChatService, EventStream
 from gateway.http.asgi import (
     JSON_HEADERS,
     SSE_HEADERS,
-    header,
+    conversation_header,
     parse_json_object,
     read_body,
     send_bytes,
     services_of,
+    text_header,
     timing_headers,
+    wait_disconnect,
 )
 from gateway.lifecycle import Drain
 from gateway.providers.streams import UpstreamStream
@@ -154,10 +156,8 @@ class ChatCompletions:
                 await send_bytes(send, 200, reply)
             return
         if target.agent is not None:
-            ctx.conversation = _header(scope, b"x-conversation-id") or _header(
-                scope, b"x-openwebui-chat-id"
-            )
-            ctx.idempotency_key = _header(scope, b"idempotency-key")
+            ctx.conversation = conversation_header(scope)
+            ctx.idempotency_key = text_header(scope, b"idempotency-key")
         if body.get("stream"):
             options = body.get("stream_options") or {}
             async with drain.deadline():
@@ -183,7 +183,7 @@ async def relay_stream(
     the provider stops generating for nobody. A stream still open at the shutdown
     deadline ends with a `shutting_down` error event.
     """
-    gone = asyncio.ensure_future(_wait_disconnect(receive))
+    gone = asyncio.ensure_future(wait_disconnect(receive))
     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
     blocks = relay.__aiter__()
     try:
@@ -216,7 +216,7 @@ async def send_events(
     """Internal events as `chat.completion.chunk`s; an error after the start ends the
     stream with an error event (`shutting_down` at the shutdown deadline). A client
     that leaves stops the reading (an agent's turn goes on and is stored)."""
-    gone = asyncio.ensure_future(_wait_disconnect(receive))
+    gone = asyncio.ensure_future(wait_disconnect(receive))
     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
     tail = encoder.done()
     try:
@@ -234,22 +234,3 @@ async def send_events(
         if not gone.done():
             gone.cancel()
     await send({"type": "http.response.body", "body": tail, "more_body": False})
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    value = header(scope, name)
-    if value is None:
-        return None
-    try:
-        return value.decode()
-    except UnicodeDecodeError:
-        raise errors.InvalidRequest(
-            f"header {name.decode()} is not valid UTF-8", param=name.decode()
-        ) from None
-
-
-async def _wait_disconnect(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return

@@ -28,11 +28,14 @@ from gateway.chat.tokens import count_tokens
 from gateway.http.asgi import (
     JSON_HEADERS,
     SSE_HEADERS,
+    conversation_header,
     header,
     parse_json_object,
     read_body,
     send_bytes,
     services_of,
+    text_header,
+    wait_disconnect,
 )
 from gateway.providers.profiles import WireName
 from gateway.providers.streams import UpstreamStream
@@ -69,8 +72,8 @@ class Messages:
                 await send_bytes(send, 200, reply.body or b"")
             return
         if target.agent is not None:
-            ctx.conversation = _header(scope, b"x-conversation-id")
-            ctx.idempotency_key = _header(scope, b"idempotency-key")
+            ctx.conversation = conversation_header(scope)
+            ctx.idempotency_key = text_header(scope, b"idempotency-key")
         internal = wire.to_internal(body, traits_of(target))
         extra = _dropped(body)
         model: str = body["model"]
@@ -147,7 +150,7 @@ async def _send_sse(
     output was an ordinary error response. A failure later ends the stream with
     Anthropic's `event: error`. A client that leaves stops the upstream call.
     """
-    gone = asyncio.ensure_future(_wait_disconnect(receive))
+    gone = asyncio.ensure_future(wait_disconnect(receive))
     await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *headers]})
     items: AsyncIterator[Any] = source.__aiter__()
     try:
@@ -179,22 +182,3 @@ def _error_frame(scope: Scope, error: errors.GatewayError) -> bytes:
     state = scope.get("state")
     request_id = state.get("request_id") if isinstance(state, dict) else None
     return error_frame(error, request_id)
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    value = header(scope, name)
-    if value is None:
-        return None
-    try:
-        return value.decode()
-    except UnicodeDecodeError:
-        raise errors.InvalidRequest(
-            f"header {name.decode()} is not valid UTF-8", param=name.decode()
-        ) from None
-
-
-async def _wait_disconnect(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return

@@ -22,11 +22,13 @@ from gateway import errors
 from gateway.http.asgi import (
     JSON_HEADERS,
     SSE_HEADERS,
-    header,
+    conversation_header,
     parse_json_object,
     read_body,
     send_bytes,
     services_of,
+    text_header,
+    wait_disconnect,
 )
 from gateway.lifecycle import Drain
 from gateway.responses.service import ResponsesService, Turn
@@ -46,8 +48,8 @@ class CreateResponse:
         turn = await service.prepare(
             body,
             caller_of(scope),
-            conversation=_header(scope, b"x-conversation-id"),
-            idempotency_key=_header(scope, b"idempotency-key"),
+            conversation=conversation_header(scope),
+            idempotency_key=text_header(scope, b"idempotency-key"),
         )
         scope.setdefault("state", {})["call_stats"] = turn.ctx.records
         # Every wait below races the shutdown deadline (see gateway.lifecycle).
@@ -81,7 +83,7 @@ async def _send_stream(
     except BaseException:
         await batches.aclose()  # releases the upstream if the deadline cut the wait
         raise
-    gone = asyncio.ensure_future(_wait_disconnect(receive))
+    gone = asyncio.ensure_future(wait_disconnect(receive))
     await send(
         {"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *extra_headers]}
     )
@@ -141,25 +143,6 @@ class _Sender:
                 await self._send({"type": "http.response.body", "body": data, "more_body": True})
             if self._closing:
                 return
-
-
-async def _wait_disconnect(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    value = header(scope, name)
-    if value is None:
-        return None
-    try:
-        return value.decode()
-    except UnicodeDecodeError:
-        raise errors.InvalidRequest(
-            f"header {name.decode()} is not valid UTF-8", param=name.decode()
-        ) from None
 
 
 # -- stored responses -------------------------------------------------------------------
