@@ -50,12 +50,12 @@ class Authenticator:
         """The caller for a presented secret; 401 if it is not a live key."""
         if token.startswith(SECRET_PREFIX.encode()) and self._keys is not None:
             record = await self._record(hash_secret(token))
-            if record is None:
-                raise errors.AuthenticationError("invalid gateway key")
-            if not record.usable(time.time()):
-                state = "revoked" if record.revoked_at is not None else "expired"
-                raise errors.AuthenticationError(f"gateway key '{record.name}' is {state}")
-            return record.caller()
+            if record is not None:
+                if not record.usable(time.time()):
+                    state = "revoked" if record.revoked_at is not None else "expired"
+                    raise errors.AuthenticationError(f"gateway key '{record.name}' is {state}")
+                return record.caller()
+            # Not a virtual key: an operator's static or admin key may look like one.
         admin = self._admin is not None and hmac.compare_digest(token, self._admin)
         # Compare against every key so timing does not reveal which one nearly matched.
         static = False

@@ -63,6 +63,18 @@ def test_only_the_admin_key_manages_keys(
         assert client.get("/v1/models", headers={"x-api-key": "static-key"}).status_code == 200
 
 
+def test_a_static_key_that_looks_virtual_still_works(
+    tenant_gateway: Callable[..., GatewayServer],
+) -> None:
+    # An operator may pick any string, `sk-gw-…` included, for GATEWAY_API_KEYS.
+    gw = tenant_gateway({"GATEWAY_API_KEYS": "sk-gw-static-operator-key"})
+    with httpx2.Client(base_url=gw.url, timeout=30) as client:
+        ok = client.get("/v1/models", headers={"Authorization": "Bearer sk-gw-static-operator-key"})
+        wrong = client.get("/v1/models", headers={"Authorization": "Bearer sk-gw-nobody"})
+    assert ok.status_code == 200, ok.text
+    assert wrong.status_code == 401
+
+
 def test_a_key_sees_and_uses_only_what_it_may(
     tenant_gateway: Callable[..., GatewayServer], clients: Callable[..., Any]
 ) -> None:
