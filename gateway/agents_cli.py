@@ -16,9 +16,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway import errors
+from gateway.cli_store import EXIT_FAILED, run_command
 from gateway.settings import Settings
 
-EXIT_FAILED = 1
 QUIT = frozenset({"/exit", "/quit"})
 
 
@@ -60,22 +60,13 @@ Command = Callable[[Any, argparse.Namespace], Awaitable[int]]
 
 def _run(command: Command) -> Callable[[argparse.Namespace, Settings], int]:
     def run(args: argparse.Namespace, settings: Settings) -> int:
-        from gateway.agents.store import StoreUnavailable
         from gateway.services import Services
 
         async def main() -> int:
             services = Services(settings)
-            try:
-                await services.start()
-                return await command(services.agents, args)
-            except errors.GatewayError as exc:
-                print(f"gateway: {exc.message}", file=sys.stderr)
-                return EXIT_FAILED
-            except StoreUnavailable as exc:
-                print(f"gateway: {exc}", file=sys.stderr)
-                return EXIT_FAILED
-            finally:
-                await services.close()
+            return await run_command(
+                services.start, lambda: command(services.agents, args), services.close
+            )
 
         return asyncio.run(main())
 

@@ -14,10 +14,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gateway import errors
+from gateway.cli_store import run_command
 from gateway.settings import Settings
-
-EXIT_FAILED = 1
 
 
 def add_parser(sub: Any) -> None:
@@ -52,22 +50,14 @@ Command = Callable[[Any, argparse.Namespace], Awaitable[int]]
 
 def _run(command: Command) -> Callable[[argparse.Namespace, Settings], int]:
     def run(args: argparse.Namespace, settings: Settings) -> int:
-        from gateway.agents.store import AgentStore, StoreUnavailable
+        from gateway.agents.store import AgentStore
         from gateway.tenants.keys import KeyStore
 
         async def main() -> int:
             store = AgentStore(settings.resolved_database_url)
-            try:
-                await store.open()
-                return await command(KeyStore(store), args)
-            except errors.GatewayError as exc:
-                print(f"gateway: {exc.message}", file=sys.stderr)
-                return EXIT_FAILED
-            except StoreUnavailable as exc:
-                print(f"gateway: {exc}", file=sys.stderr)
-                return EXIT_FAILED
-            finally:
-                await store.close()
+            return await run_command(
+                store.open, lambda: command(KeyStore(store), args), store.close
+            )
 
         return asyncio.run(main())
 
